@@ -1,0 +1,114 @@
+//! Paths into documents, written the same way in CLI output and API messages:
+//! `Marbles["web"].Parameters.Env["X"]`, `Users["alice"].Roles[0]`.
+//!
+//! Struct fields are joined with dots; map keys are quoted as JSON strings inside brackets, so a
+//! key containing `"` or `]` stays unambiguous; list indices are bare numbers in brackets.
+
+use std::fmt;
+
+/// One step of a [`DocPath`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Segment {
+    /// A named field of a structure (`Package`).
+    Field(String),
+    /// A key of a map (`["web"]`).
+    Key(String),
+    /// A position in a list (`[0]`).
+    Index(usize),
+}
+
+/// A path from the root of a document to one of its values.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct DocPath {
+    segments: Vec<Segment>,
+}
+
+impl DocPath {
+    /// The path of the document's root, displayed as the empty string.
+    pub fn root() -> Self {
+        Self::default()
+    }
+
+    /// This path followed by the field `name`.
+    pub fn field(&self, name: &str) -> Self {
+        self.with(Segment::Field(name.to_owned()))
+    }
+
+    /// This path followed by the map key `key`.
+    pub fn key(&self, key: &str) -> Self {
+        self.with(Segment::Key(key.to_owned()))
+    }
+
+    /// This path followed by the list index `index`.
+    pub fn index(&self, index: usize) -> Self {
+        self.with(Segment::Index(index))
+    }
+
+    /// The steps of this path, from the root.
+    pub fn segments(&self) -> &[Segment] {
+        &self.segments
+    }
+
+    /// Whether this is the root path.
+    pub fn is_root(&self) -> bool {
+        self.segments.is_empty()
+    }
+
+    fn with(&self, segment: Segment) -> Self {
+        let mut segments = self.segments.clone();
+        segments.push(segment);
+        Self { segments }
+    }
+}
+
+impl fmt::Display for DocPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, segment) in self.segments.iter().enumerate() {
+            match segment {
+                Segment::Field(name) if i == 0 => f.write_str(name)?,
+                Segment::Field(name) => write!(f, ".{name}")?,
+                Segment::Key(key) => {
+                    // serde_json quotes and escapes exactly like a JSON string literal.
+                    let quoted = serde_json::to_string(key).map_err(|_| fmt::Error)?;
+                    write!(f, "[{quoted}]")?;
+                }
+                Segment::Index(index) => write!(f, "[{index}]")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_fields_keys_and_indices() {
+        let path = DocPath::root()
+            .field("Marbles")
+            .key("web")
+            .field("Parameters")
+            .field("Env");
+        assert_eq!(
+            path.key("X").to_string(),
+            r#"Marbles["web"].Parameters.Env["X"]"#
+        );
+        assert_eq!(
+            DocPath::root()
+                .field("Users")
+                .key("a")
+                .field("Roles")
+                .index(0)
+                .to_string(),
+            r#"Users["a"].Roles[0]"#
+        );
+        assert_eq!(DocPath::root().to_string(), "");
+    }
+
+    #[test]
+    fn quotes_keys_that_contain_brackets_and_quotes() {
+        let path = DocPath::root().field("Secrets").key(r#"a"]b"#);
+        assert_eq!(path.to_string(), r#"Secrets["a\"]b"]"#);
+    }
+}

@@ -1,0 +1,1 @@
+//! The Quarry Coordinator: state machine, Client API, Marble API, recovery and updates.

@@ -1,0 +1,2 @@
+//! The MarbleRun-compatible manifest: model, lenient decoding, validation, update rules
+//! and parameter templates. Pure: no I/O, no clock, no randomness except through arguments.

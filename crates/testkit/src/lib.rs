@@ -1,0 +1,5 @@
+//! Test support for Quarry's own tests, benchmarks and `quarry dev` (not published): starting the
+//! real binaries on loopback and waiting for their `--ready-file`, temporary directories, and
+//! fake services.
+
+pub mod process;
