@@ -1,0 +1,65 @@
+{{/* Common names and checks for the Quarry chart. */}}
+
+{{- define "quarry.labels" -}}
+app.kubernetes.io/name: quarry
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Values.coordinator.version | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end }}
+
+{{- define "quarry.selectorLabels" -}}
+app.kubernetes.io/name: quarry
+app.kubernetes.io/component: coordinator
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "quarry.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default "quarry-coordinator" .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end }}
+
+{{/* The Secret holding the Azure credentials, or empty when none is configured. */}}
+{{- define "quarry.azureSecretName" -}}
+{{- $c := .Values.coordinator.azureCredentials -}}
+{{- if $c.secretName -}}
+{{- $c.secretName -}}
+{{- else if or $c.clientID $c.tenantID $c.clientSecret -}}
+quarry-azure-credentials
+{{- end -}}
+{{- end }}
+
+{{/* Whether HSM sealing settings are present. */}}
+{{- define "quarry.hsmConfigured" -}}
+{{- $h := .Values.coordinator.hsm -}}
+{{- if or $h.keyName $h.vaultURL $h.maaURL $h.keyVersion -}}true{{- end -}}
+{{- end }}
+
+{{/* Refuse settings that Quarry does not support, instead of silently ignoring them. */}}
+{{- define "quarry.validate" -}}
+{{- if .Values.coordinator.distributed -}}
+{{- fail "coordinator.distributed: distributed mode is not supported by Quarry; run one Coordinator" -}}
+{{- end -}}
+{{- if ne (int .Values.coordinator.replicas) 1 -}}
+{{- fail (printf "coordinator.replicas: Quarry runs exactly one Coordinator, got %v" .Values.coordinator.replicas) -}}
+{{- end -}}
+{{- if not (has .Values.tee.plugin (list "intel" "azure")) -}}
+{{- fail (printf "tee.plugin: expected intel or azure, got %q" .Values.tee.plugin) -}}
+{{- end -}}
+{{- $c := .Values.coordinator.azureCredentials -}}
+{{- if and $c.secretName (or $c.clientID $c.tenantID $c.clientSecret) -}}
+{{- fail "coordinator.azureCredentials: set either secretName or clientID/tenantID/clientSecret, not both" -}}
+{{- end -}}
+{{- if and $c.workloadIdentity.enabled $c.clientSecret -}}
+{{- fail "coordinator.azureCredentials: workloadIdentity.enabled uses a federated token; remove clientSecret" -}}
+{{- end -}}
+{{- if include "quarry.hsmConfigured" . -}}
+{{- $h := .Values.coordinator.hsm -}}
+{{- if not (and $h.keyName $h.vaultURL $h.maaURL) -}}
+{{- fail "coordinator.hsm: keyName, vaultURL and maaURL are all required when any HSM value is set" -}}
+{{- end -}}
+{{- end -}}
+{{- end }}
