@@ -1,6 +1,5 @@
 //! `quarry-azure-emulator`: the local Entra ID, MAA and Managed HSM emulator.
 
-fn main() {
-    eprintln!("quarry-azure-emulator: not yet implemented");
-    std::process::exit(1);
+fn main() -> std::process::ExitCode {
+    quarry_azure_emulator::cli::main()
 }

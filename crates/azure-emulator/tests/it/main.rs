@@ -1,0 +1,1 @@
+//! Integration tests of the emulator: the real binary on loopback, driven over HTTPS.
