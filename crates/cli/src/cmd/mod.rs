@@ -1,0 +1,4 @@
+//! One module per command group. A group module defines its clap `Subcommand` enum and a
+//! `run` function that returns the exit code.
+
+pub mod manifest;
