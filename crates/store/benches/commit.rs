@@ -1,0 +1,2 @@
+//! Commit benchmark.
+fn main() {}
