@@ -1,0 +1,1 @@
+//! Table tests of the encoders, sections and dry run.
