@@ -6,6 +6,16 @@
 //! The trait is deliberately narrow so that a backend for Azure confidential VMs (SEV-SNP or TDX
 //! through the vTPM) can implement it too.
 
+pub mod claims;
+pub mod collateral;
+pub mod gramine;
+pub mod quote;
+pub mod select;
+pub mod simulation;
+pub mod verify;
+
+pub use select::{from_env, select};
+
 use std::fmt;
 
 use zeroize::{Zeroize, ZeroizeOnDrop};

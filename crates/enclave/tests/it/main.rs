@@ -1,0 +1,4 @@
+//! Integration tests of the enclave boundary against the real SGX fixtures in `testdata/sgx`.
+
+mod fixtures;
+mod quote;
