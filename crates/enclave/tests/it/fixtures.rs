@@ -11,3 +11,16 @@ pub(crate) fn sgx_dir() -> PathBuf {
 pub(crate) fn real_quote() -> Vec<u8> {
     std::fs::read(sgx_dir().join("dcap-qvl-sample.quote")).expect("read sample quote")
 }
+
+/// The real quote's collateral (JSON in dcap-qvl's shape).
+pub(crate) fn real_collateral() -> quarry_enclave::collateral::Collateral {
+    quarry_enclave::collateral::Collateral::from_file(
+        &sgx_dir().join("dcap-qvl-sample.collateral.json"),
+    )
+    .expect("read sample collateral")
+}
+
+/// 2025-06-19T10:56:11Z: the first second the sample collateral is valid.
+pub(crate) const VALID_FROM: i64 = 1_750_330_571;
+/// 2025-07-19T10:01:18Z: the last second the sample collateral is valid.
+pub(crate) const VALID_UNTIL: i64 = 1_752_919_278;
