@@ -48,7 +48,10 @@ pub const ROOT_COMMON_NAME: &str = "MarbleRun Coordinator";
 pub const INTERMEDIATE_COMMON_NAME: &str = "MarbleRun Coordinator - Intermediate CA";
 
 /// The IP SANs every Coordinator certificate carries first.
-const DEFAULT_IPS: [IpAddr; 2] = [IpAddr::V4(Ipv4Addr::LOCALHOST), IpAddr::V6(Ipv6Addr::LOCALHOST)];
+const DEFAULT_IPS: [IpAddr; 2] = [
+    IpAddr::V4(Ipv4Addr::LOCALHOST),
+    IpAddr::V6(Ipv6Addr::LOCALHOST),
+];
 
 /// The DNS names and extra IP addresses put into the Coordinator's CA certificates.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,7 +76,10 @@ impl CaNames {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        let mut names = Self { dns_names: Vec::new(), extra_ips: Vec::new() };
+        let mut names = Self {
+            dns_names: Vec::new(),
+            extra_ips: Vec::new(),
+        };
         for entry in entries {
             let entry = entry.as_ref();
             match entry.parse::<IpAddr>() {
@@ -103,10 +109,13 @@ impl CaNames {
     fn subject_alt_names(&self) -> Result<Vec<SanType>, Error> {
         let mut sans = Vec::with_capacity(self.dns_names.len() + 2 + self.extra_ips.len());
         for name in &self.dns_names {
-            let ia5 = name.clone().try_into().map_err(|_| Error::InvalidCertificate {
-                what: "Coordinator CA".into(),
-                reason: format!("DNS name {name:?} is not ASCII"),
-            })?;
+            let ia5 = name
+                .clone()
+                .try_into()
+                .map_err(|_| Error::InvalidCertificate {
+                    what: "Coordinator CA".into(),
+                    reason: format!("DNS name {name:?} is not ASCII"),
+                })?;
             sans.push(SanType::DnsName(ia5));
         }
         sans.extend(self.ip_addresses().into_iter().map(SanType::IpAddress));
@@ -114,7 +123,10 @@ impl CaNames {
     }
 
     fn from_certificate(cert: &X509Certificate<'_>) -> Self {
-        let mut names = Self { dns_names: Vec::new(), extra_ips: Vec::new() };
+        let mut names = Self {
+            dns_names: Vec::new(),
+            extra_ips: Vec::new(),
+        };
         let Ok(Some(san)) = cert.subject_alternative_name() else {
             return names;
         };
@@ -182,16 +194,24 @@ fn ca_params(
     params.serial_number = Some(random_serial(rng)?);
     params.subject_alt_names = names.subject_alt_names()?;
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyCertSign];
-    params.extended_key_usages =
-        vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyCertSign,
+    ];
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
     // Like Go, only a certificate issued by another CA names that CA's key.
     params.use_authority_key_identifier_extension = issued_by_other;
     Ok(params)
 }
 
 fn build_error(what: &str) -> impl FnOnce(rcgen::Error) -> Error + '_ {
-    move |source| Error::CertificateBuild { what: what.to_owned(), source }
+    move |source| Error::CertificateBuild {
+        what: what.to_owned(),
+        source,
+    }
 }
 
 /// The Coordinator's root, intermediate and Marble root certificates with their keys.
@@ -221,7 +241,9 @@ impl CoordinatorCa {
     ) -> Result<Self, Error> {
         let root_key = CaKey::generate()?;
         let root_params = ca_params(ROOT_COMMON_NAME, names, now, rng, false)?;
-        let root_cert = root_params.self_signed(&root_key).map_err(build_error("root CA"))?;
+        let root_cert = root_params
+            .self_signed(&root_key)
+            .map_err(build_error("root CA"))?;
         let root = Issuer::new(root_params, root_key);
         let pair = new_intermediate(&root, names, now, rng)?;
         Ok(Self {
@@ -324,7 +346,8 @@ impl CoordinatorCa {
     /// certificates and that the certificates are signed as they should be.
     pub fn from_material(material: &CaMaterial) -> Result<Self, Error> {
         let root_key = CaKey::from_der(&material.root_private_key, "root CA")?;
-        let intermediate_key = CaKey::from_der(&material.intermediate_private_key, "intermediate CA")?;
+        let intermediate_key =
+            CaKey::from_der(&material.intermediate_private_key, "intermediate CA")?;
 
         let root = parse_ca_cert(&material.root_certificate, "root")?;
         let intermediate = parse_ca_cert(&material.intermediate_certificate, "intermediate")?;
@@ -340,9 +363,11 @@ impl CoordinatorCa {
 
         let root_issuer = Issuer::from_ca_cert_der(&material.root_certificate[..].into(), root_key)
             .map_err(build_error("root CA"))?;
-        let intermediate_issuer =
-            Issuer::from_ca_cert_der(&material.marble_root_certificate[..].into(), intermediate_key)
-                .map_err(build_error("Marble root CA"))?;
+        let intermediate_issuer = Issuer::from_ca_cert_der(
+            &material.marble_root_certificate[..].into(),
+            intermediate_key,
+        )
+        .map_err(build_error("Marble root CA"))?;
         Ok(Self {
             root: root_issuer,
             root_cert: material.root_certificate.clone(),
@@ -356,7 +381,9 @@ impl CoordinatorCa {
 
 impl fmt::Debug for CoordinatorCa {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CoordinatorCa").field("names", &self.names).finish_non_exhaustive()
+        f.debug_struct("CoordinatorCa")
+            .field("names", &self.names)
+            .finish_non_exhaustive()
     }
 }
 
@@ -372,8 +399,9 @@ fn new_intermediate(
         .signed_by(&key, root)
         .map_err(build_error("intermediate CA"))?;
     let marble_root_params = ca_params(INTERMEDIATE_COMMON_NAME, names, now, rng, false)?;
-    let marble_root_cert =
-        marble_root_params.self_signed(&key).map_err(build_error("Marble root CA"))?;
+    let marble_root_cert = marble_root_params
+        .self_signed(&key)
+        .map_err(build_error("Marble root CA"))?;
     Ok(IntermediatePair {
         issuer: Issuer::new(marble_root_params, key),
         intermediate_cert: intermediate_cert.der().to_vec(),
@@ -420,9 +448,10 @@ fn check_signature(
     issuer: Option<&X509Certificate<'_>>,
     what: &str,
 ) -> Result<(), Error> {
-    cert.verify_signature(issuer.map(|i| i.public_key())).map_err(|e| Error::InvalidCaMaterial {
-        reason: format!("the {what} certificate's signature does not verify: {e}"),
-    })
+    cert.verify_signature(issuer.map(|i| i.public_key()))
+        .map_err(|e| Error::InvalidCaMaterial {
+            reason: format!("the {what} certificate's signature does not verify: {e}"),
+        })
 }
 
 /// Checks a manifest signature against the root certificate (ECDSA P-384 over SHA-256).

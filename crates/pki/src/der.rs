@@ -62,13 +62,15 @@ mod tests {
     #[test]
     fn encodes_known_oids() {
         // id-pe-authorityInfoAccess 1.3.6.1.5.5.7.1.1
-        assert_eq!(oid(&[1, 3, 6, 1, 5, 5, 7, 1, 1]).unwrap(), [
-            0x06, 0x08, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x01, 0x01
-        ]);
+        assert_eq!(
+            oid(&[1, 3, 6, 1, 5, 5, 7, 1, 1]).unwrap(),
+            [0x06, 0x08, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x01, 0x01]
+        );
         // 1.2.840.113549 (RSA Data Security) has multi-byte arcs
-        assert_eq!(oid(&[1, 2, 840, 113_549]).unwrap(), [
-            0x06, 0x06, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d
-        ]);
+        assert_eq!(
+            oid(&[1, 2, 840, 113_549]).unwrap(),
+            [0x06, 0x06, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d]
+        );
         assert!(oid(&[3, 1]).is_none());
         assert!(oid(&[1]).is_none());
     }

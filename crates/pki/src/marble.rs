@@ -21,9 +21,7 @@ use x509_parser::extensions::{GeneralName, ParsedExtension};
 use x509_parser::prelude::FromDer;
 use zeroize::Zeroizing;
 
-use crate::ca::{
-    certificate_pem, far_future, ip_from_bytes, pem_lf, random_serial, whole_seconds,
-};
+use crate::ca::{certificate_pem, far_future, ip_from_bytes, pem_lf, random_serial, whole_seconds};
 use crate::secrets::canonical_uuid;
 use crate::{CaKey, CoordinatorCa, Error, RandomSource};
 
@@ -80,7 +78,9 @@ impl CoordinatorCa {
         rng: &dyn RandomSource,
     ) -> Result<MarbleCredentials, Error> {
         if uuid == &[0u8; 16] {
-            return Err(Error::InvalidCsr { reason: "the nil UUID is not a Marble identity".into() });
+            return Err(Error::InvalidCsr {
+                reason: "the nil UUID is not a Marble identity".into(),
+            });
         }
         let request = CsrContents::parse(csr_der)?;
 
@@ -93,9 +93,14 @@ impl CoordinatorCa {
         params.serial_number = Some(random_serial(rng)?);
         params.not_before = whole_seconds(now);
         params.not_after = far_future(now);
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyAgreement];
-        params.extended_key_usages =
-            vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyAgreement,
+        ];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
         params.is_ca = IsCa::ExplicitNoCa;
         params.use_authority_key_identifier_extension = true;
         params.custom_extensions = vec![CustomExtension::from_oid_content(
@@ -103,10 +108,16 @@ impl CoordinatorCa {
             marble_type.as_bytes().to_vec(),
         )];
 
-        let cert = params.signed_by(&key, self.marble_issuer()).map_err(|source| {
-            Error::CertificateBuild { what: format!("Marble {marble_type:?}"), source }
-        })?;
-        Ok(MarbleCredentials { certificate: cert.der().to_vec(), private_key: key.to_pkcs8_der()? })
+        let cert = params
+            .signed_by(&key, self.marble_issuer())
+            .map_err(|source| Error::CertificateBuild {
+                what: format!("Marble {marble_type:?}"),
+                source,
+            })?;
+        Ok(MarbleCredentials {
+            certificate: cert.der().to_vec(),
+            private_key: key.to_pkcs8_der()?,
+        })
     }
 }
 
@@ -138,7 +149,10 @@ impl CsrContents {
                 continue;
             }
             let value = attribute.as_str().map_err(|_| {
-                invalid(format!("subject attribute {} is not a string", attribute.attr_type()))
+                invalid(format!(
+                    "subject attribute {} is not a string",
+                    attribute.attr_type()
+                ))
             })?;
             subject.push(DnType::from_oid(&arcs), value);
         }
@@ -151,9 +165,10 @@ impl CsrContents {
             for name in &san.general_names {
                 match name {
                     GeneralName::DNSName(dns) => {
-                        let ia5 = (*dns).to_owned().try_into().map_err(|_| {
-                            invalid(format!("DNS name {dns:?} is not ASCII"))
-                        })?;
+                        let ia5 = (*dns)
+                            .to_owned()
+                            .try_into()
+                            .map_err(|_| invalid(format!("DNS name {dns:?} is not ASCII")))?;
                         sans.push(SanType::DnsName(ia5));
                     }
                     GeneralName::IPAddress(bytes) => {

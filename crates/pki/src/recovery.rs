@@ -55,27 +55,45 @@ impl RecoveryPublicKey {
     /// Parses the PEM `PUBLIC KEY` (PKIX) block of an RSA key; `name` is the key's name in
     /// `RecoveryKeys`.
     pub fn from_pem(name: &str, pem_text: &str) -> Result<Self, Error> {
-        let invalid = |reason: String| Error::InvalidRecoveryKey { name: name.to_owned(), reason };
+        let invalid = |reason: String| Error::InvalidRecoveryKey {
+            name: name.to_owned(),
+            reason,
+        };
         let block = pem::parse(pem_text).map_err(|e| invalid(format!("not PEM: {e}")))?;
         if block.tag() != "PUBLIC KEY" {
-            return Err(invalid(format!("PEM block is {:?}, expected \"PUBLIC KEY\"", block.tag())));
+            return Err(invalid(format!(
+                "PEM block is {:?}, expected \"PUBLIC KEY\"",
+                block.tag()
+            )));
         }
         Self::from_spki_der(name, block.contents())
     }
 
     /// Reads a PKIX `SubjectPublicKeyInfo` DER holding an RSA key.
     pub fn from_spki_der(name: &str, der: &[u8]) -> Result<Self, Error> {
-        let invalid = |reason: String| Error::InvalidRecoveryKey { name: name.to_owned(), reason };
+        let invalid = |reason: String| Error::InvalidRecoveryKey {
+            name: name.to_owned(),
+            reason,
+        };
         let (rest, spki) = SubjectPublicKeyInfo::from_der(der)
             .map_err(|e| invalid(format!("not a public key: {e}")))?;
         if !rest.is_empty() {
-            return Err(invalid(format!("{} trailing bytes after the public key", rest.len())));
+            return Err(invalid(format!(
+                "{} trailing bytes after the public key",
+                rest.len()
+            )));
         }
         if spki.algorithm.algorithm != x509_parser::oid_registry::OID_PKCS1_RSAENCRYPTION {
-            return Err(invalid(format!("not an RSA key (algorithm {})", spki.algorithm.algorithm)));
+            return Err(invalid(format!(
+                "not an RSA key (algorithm {})",
+                spki.algorithm.algorithm
+            )));
         }
-        let encrypting = PublicEncryptingKey::from_der(der)
-            .map_err(|e| invalid(format!("RSA key rejected ({e}); 2048 to 8192 bits are allowed")))?;
+        let encrypting = PublicEncryptingKey::from_der(der).map_err(|e| {
+            invalid(format!(
+                "RSA key rejected ({e}); 2048 to 8192 bits are allowed"
+            ))
+        })?;
         Ok(Self {
             name: name.to_owned(),
             encrypting,
@@ -90,7 +108,9 @@ impl RecoveryPublicKey {
 
     /// Encrypts `plaintext` with RSA-OAEP (SHA-256, MGF1-SHA-256, no label).
     pub fn encrypt(&self, plaintext: &[u8]) -> Result<Vec<u8>, Error> {
-        let failed = || Error::RecoveryEncryption { name: self.name.clone() };
+        let failed = || Error::RecoveryEncryption {
+            name: self.name.clone(),
+        };
         let key = OaepPublicEncryptingKey::new(self.encrypting.clone()).map_err(|_| failed())?;
         let mut out = vec![0u8; key.ciphertext_size()];
         let len = key
@@ -105,13 +125,17 @@ impl RecoveryPublicKey {
     pub fn verify_signature(&self, secret: &[u8], signature: &[u8]) -> Result<(), Error> {
         UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, &self.rsa_public_key)
             .verify(secret, signature)
-            .map_err(|_| Error::BadSignature { what: "recovery secret" })
+            .map_err(|_| Error::BadSignature {
+                what: "recovery secret",
+            })
     }
 }
 
 impl fmt::Debug for RecoveryPublicKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RecoveryPublicKey").field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("RecoveryPublicKey")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 
@@ -160,7 +184,10 @@ impl fmt::Debug for RecoveryMaterial {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RecoveryMaterial")
             .field("mode", &self.mode)
-            .field("recovery_keys", &self.recovery_secrets.keys().collect::<Vec<_>>())
+            .field(
+                "recovery_keys",
+                &self.recovery_secrets.keys().collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -188,7 +215,8 @@ pub fn generate_recovery(
         RecoveryMode::SingleParty => {
             rng.fill(encryption_key.as_mut())?;
             for key in keys {
-                recovery_secrets.insert(key.name().to_owned(), key.encrypt(encryption_key.as_ref())?);
+                recovery_secrets
+                    .insert(key.name().to_owned(), key.encrypt(encryption_key.as_ref())?);
             }
         }
         RecoveryMode::Xor => {
@@ -217,7 +245,12 @@ pub fn generate_recovery(
             reason: "the name is used twice".into(),
         });
     }
-    Ok(RecoveryMaterial { mode, encryption_key, recovery_secrets, share_hashes })
+    Ok(RecoveryMaterial {
+        mode,
+        encryption_key,
+        recovery_secrets,
+        share_hashes,
+    })
 }
 
 fn duplicate_name(keys: &[RecoveryPublicKey]) -> Option<String> {
@@ -230,7 +263,10 @@ fn duplicate_name(keys: &[RecoveryPublicKey]) -> Option<String> {
 /// XORs equally long secrets (the XOR mode's combination).
 pub fn xor_combine(secrets: &[&[u8]]) -> Result<Zeroizing<Vec<u8>>, Error> {
     let Some(first) = secrets.first() else {
-        return Err(Error::KeyDerivation { what: "XOR of recovery secrets", reason: "no secrets" });
+        return Err(Error::KeyDerivation {
+            what: "XOR of recovery secrets",
+            reason: "no secrets",
+        });
     };
     let mut out = Zeroizing::new(vec![0u8; first.len()]);
     for secret in secrets {
@@ -260,11 +296,14 @@ pub fn match_signatures(
     let mut used = vec![false; keys.len()];
     let mut names = Vec::with_capacity(uploads.len());
     for (secret, signature) in uploads {
-        let found = keys.iter().enumerate().find(|(i, key)| {
-            !used[*i] && key.verify_signature(secret, signature).is_ok()
-        });
+        let found = keys
+            .iter()
+            .enumerate()
+            .find(|(i, key)| !used[*i] && key.verify_signature(secret, signature).is_ok());
         let Some((i, key)) = found else {
-            return Err(Error::BadSignature { what: "recovery secret" });
+            return Err(Error::BadSignature {
+                what: "recovery secret",
+            });
         };
         used[i] = true;
         names.push(key.name().to_owned());
@@ -321,11 +360,20 @@ mod tests {
 
     #[test]
     fn mode_follows_keys_and_threshold() {
-        assert_eq!(RecoveryMode::for_keys(0, 0).unwrap(), RecoveryMode::SingleParty);
-        assert_eq!(RecoveryMode::for_keys(1, 0).unwrap(), RecoveryMode::SingleParty);
+        assert_eq!(
+            RecoveryMode::for_keys(0, 0).unwrap(),
+            RecoveryMode::SingleParty
+        );
+        assert_eq!(
+            RecoveryMode::for_keys(1, 0).unwrap(),
+            RecoveryMode::SingleParty
+        );
         assert_eq!(RecoveryMode::for_keys(2, 0).unwrap(), RecoveryMode::Xor);
         assert_eq!(RecoveryMode::for_keys(3, 3).unwrap(), RecoveryMode::Xor);
-        assert_eq!(RecoveryMode::for_keys(3, 2).unwrap(), RecoveryMode::Shamir { threshold: 2 });
+        assert_eq!(
+            RecoveryMode::for_keys(3, 2).unwrap(),
+            RecoveryMode::Shamir { threshold: 2 }
+        );
         for (keys, threshold) in [(3, 1), (3, 4), (1, 1), (0, 2), (1, 2)] {
             assert!(
                 matches!(
@@ -347,7 +395,10 @@ mod tests {
 
     #[test]
     fn rejects_non_rsa_and_wrong_pem() {
-        let ec = crate::CaKey::generate().unwrap().public_key_spki_der().unwrap();
+        let ec = crate::CaKey::generate()
+            .unwrap()
+            .public_key_spki_der()
+            .unwrap();
         let err = RecoveryPublicKey::from_spki_der("alice", &ec).unwrap_err();
         assert!(err.to_string().contains("not an RSA key"), "{err}");
         let pem_text = crate::ca::pem_lf("CERTIFICATE", &ec);
@@ -359,8 +410,9 @@ mod tests {
     #[test]
     fn ephemeral_key_round_trip() {
         let eph = EphemeralRecoveryKey::generate().unwrap();
-        let public = RecoveryPublicKey::from_spki_der("coordinator", &eph.public_key_der().unwrap())
-            .unwrap();
+        let public =
+            RecoveryPublicKey::from_spki_der("coordinator", &eph.public_key_der().unwrap())
+                .unwrap();
         let ct = public.encrypt(&[7u8; 33]).unwrap();
         assert_eq!(eph.decrypt(&ct).unwrap().as_slice(), &[7u8; 33]);
         assert!(matches!(eph.decrypt(&ct[1..]), Err(Error::Decryption)));

@@ -24,8 +24,8 @@ use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::hkdf;
 use aws_lc_rs::rsa::{KeyPair as RsaKeyPair, KeySize};
 use aws_lc_rs::signature::{
-    ECDSA_P256_SHA256_ASN1_SIGNING, ECDSA_P384_SHA384_ASN1_SIGNING,
-    ECDSA_P521_SHA512_ASN1_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair,
+    ECDSA_P256_SHA256_ASN1_SIGNING, ECDSA_P384_SHA384_ASN1_SIGNING, ECDSA_P521_SHA512_ASN1_SIGNING,
+    EcdsaKeyPair, Ed25519KeyPair, KeyPair,
 };
 use zeroize::Zeroizing;
 
@@ -47,7 +47,7 @@ pub fn generate_root_secret(
 }
 
 fn check_symmetric_size(size_bits: u32) -> Result<usize, Error> {
-    if size_bits == 0 || size_bits % 8 != 0 {
+    if size_bits == 0 || !size_bits.is_multiple_of(8) {
         return Err(Error::UnsupportedSecretSize {
             secret_type: "symmetric-key",
             size: size_bits,
@@ -71,7 +71,14 @@ pub fn generate_symmetric_key(
 /// The canonical text form of a UUID: lower-case hex, hyphenated, 36 characters.
 pub fn canonical_uuid(uuid: &[u8; 16]) -> String {
     let hex: String = uuid.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
 }
 
 struct OutputLen(usize);
@@ -103,10 +110,12 @@ pub fn derive_marble_key(
     let salt = format!("{}{secret_name}", canonical_uuid(marble_uuid));
     let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, salt.as_bytes()).extract(root_secret);
     let info = [binding.as_bytes()];
-    let okm = prk.expand(&info, OutputLen(len)).map_err(|_| Error::KeyDerivation {
-        what: "unique symmetric key",
-        reason: "output too long",
-    })?;
+    let okm = prk
+        .expand(&info, OutputLen(len))
+        .map_err(|_| Error::KeyDerivation {
+            what: "unique symmetric key",
+            reason: "output too long",
+        })?;
     let mut key = Zeroizing::new(vec![0u8; len]);
     okm.fill(&mut key).map_err(|_| Error::KeyDerivation {
         what: "unique symmetric key",
@@ -195,7 +204,11 @@ impl SecretKeyPair {
             CertKeyType::Ecdsa(curve) => generate_ecdsa(curve)?,
             CertKeyType::Ed25519 => generate_ed25519()?,
         };
-        Ok(Self { key_type, private_key, public_key })
+        Ok(Self {
+            key_type,
+            private_key,
+            public_key,
+        })
     }
 
     /// The key type.
@@ -220,7 +233,9 @@ impl SecretKeyPair {
 
 impl fmt::Debug for SecretKeyPair {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SecretKeyPair").field("key_type", &self.key_type).finish_non_exhaustive()
+        f.debug_struct("SecretKeyPair")
+            .field("key_type", &self.key_type)
+            .finish_non_exhaustive()
     }
 }
 
@@ -244,7 +259,10 @@ fn generate_rsa(bits: u32) -> Result<KeyParts, Error> {
     let pair = RsaKeyPair::generate(size).map_err(|_| failed())?;
     let private = pair.as_der().map_err(|_| failed())?;
     let public = pair.public_key().as_der().map_err(|_| failed())?;
-    Ok((Zeroizing::new(private.as_ref().to_vec()), public.as_ref().to_vec()))
+    Ok((
+        Zeroizing::new(private.as_ref().to_vec()),
+        public.as_ref().to_vec(),
+    ))
 }
 
 fn generate_ecdsa(curve: EcdsaCurve) -> Result<KeyParts, Error> {
@@ -257,7 +275,10 @@ fn generate_ecdsa(curve: EcdsaCurve) -> Result<KeyParts, Error> {
     let pair = EcdsaKeyPair::generate(alg).map_err(|_| failed())?;
     let private = pair.to_pkcs8v1().map_err(|_| failed())?;
     let public = pair.public_key().as_der().map_err(|_| failed())?;
-    Ok((Zeroizing::new(private.as_ref().to_vec()), public.as_ref().to_vec()))
+    Ok((
+        Zeroizing::new(private.as_ref().to_vec()),
+        public.as_ref().to_vec(),
+    ))
 }
 
 fn generate_ed25519() -> Result<KeyParts, Error> {
@@ -265,7 +286,10 @@ fn generate_ed25519() -> Result<KeyParts, Error> {
     let pair = Ed25519KeyPair::generate().map_err(|_| failed())?;
     let private = pair.to_pkcs8v1().map_err(|_| failed())?;
     let public = pair.public_key().as_der().map_err(|_| failed())?;
-    Ok((Zeroizing::new(private.as_ref().to_vec()), public.as_ref().to_vec()))
+    Ok((
+        Zeroizing::new(private.as_ref().to_vec()),
+        public.as_ref().to_vec(),
+    ))
 }
 
 #[cfg(test)]
@@ -278,7 +302,10 @@ mod tests {
             0x12, 0x3e, 0x45, 0x67, 0xe8, 0x9b, 0x12, 0xd3, 0xa4, 0x56, 0x42, 0x66, 0x14, 0x17,
             0x40, 0x00,
         ];
-        assert_eq!(canonical_uuid(&uuid), "123e4567-e89b-12d3-a456-426614174000");
+        assert_eq!(
+            canonical_uuid(&uuid),
+            "123e4567-e89b-12d3-a456-426614174000"
+        );
     }
 
     #[test]
@@ -305,15 +332,21 @@ mod tests {
 
     #[test]
     fn key_type_from_manifest() {
-        assert_eq!(CertKeyType::from_secret("cert-rsa", 2048).unwrap(), CertKeyType::Rsa {
-            bits: 2048
-        });
+        assert_eq!(
+            CertKeyType::from_secret("cert-rsa", 2048).unwrap(),
+            CertKeyType::Rsa { bits: 2048 }
+        );
         assert_eq!(
             CertKeyType::from_secret("cert-ecdsa", 521).unwrap(),
             CertKeyType::Ecdsa(EcdsaCurve::P521)
         );
-        assert_eq!(CertKeyType::from_secret("cert-ed25519", 0).unwrap(), CertKeyType::Ed25519);
-        let p224 = CertKeyType::from_secret("cert-ecdsa", 224).unwrap_err().to_string();
+        assert_eq!(
+            CertKeyType::from_secret("cert-ed25519", 0).unwrap(),
+            CertKeyType::Ed25519
+        );
+        let p224 = CertKeyType::from_secret("cert-ecdsa", 224)
+            .unwrap_err()
+            .to_string();
         assert!(p224.contains("P-224 is not supported"), "{p224}");
         assert!(CertKeyType::from_secret("cert-rsa", 1024).is_err());
         assert!(CertKeyType::from_secret("cert-ed25519", 256).is_err());

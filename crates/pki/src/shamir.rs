@@ -142,7 +142,8 @@ pub fn split(
     let mut coefficients = Zeroizing::new(vec![0u8; threshold]);
     for (i, &byte) in secret.iter().enumerate() {
         coefficients[0] = byte;
-        rng.fill(&mut coefficients[1..]).map_err(|_| ShamirError::Random)?;
+        rng.fill(&mut coefficients[1..])
+            .map_err(|_| ShamirError::Random)?;
         for (share, &x) in shares.iter_mut().zip(&xs) {
             share[i] = evaluate(&coefficients, x);
         }
@@ -162,14 +163,22 @@ pub fn combine(shares: &[&[u8]]) -> Result<Zeroizing<Vec<u8>>, ShamirError> {
     let mut xs = Vec::with_capacity(shares.len());
     for (index, share) in shares.iter().enumerate() {
         if share.len() != len {
-            return Err(ShamirError::InconsistentLengths { index, len: share.len(), expected: len });
+            return Err(ShamirError::InconsistentLengths {
+                index,
+                len: share.len(),
+                expected: len,
+            });
         }
         let x = share[len - 1];
         if x == 0 {
             return Err(ShamirError::ZeroCoordinate(index));
         }
         if let Some(first) = xs.iter().position(|&seen| seen == x) {
-            return Err(ShamirError::DuplicateShare { first, second: index, x });
+            return Err(ShamirError::DuplicateShare {
+                first,
+                second: index,
+                x,
+            });
         }
         xs.push(x);
     }
@@ -177,22 +186,31 @@ pub fn combine(shares: &[&[u8]]) -> Result<Zeroizing<Vec<u8>>, ShamirError> {
     // Lagrange basis values at 0 depend only on the x-coordinates.
     let basis: Vec<u8> = (0..xs.len())
         .map(|i| {
-            xs.iter().enumerate().filter(|&(j, _)| j != i).fold(1u8, |acc, (_, &xj)| {
-                gf_mul(acc, gf_mul(xj, gf_inv(xs[i] ^ xj)))
-            })
+            xs.iter()
+                .enumerate()
+                .filter(|&(j, _)| j != i)
+                .fold(1u8, |acc, (_, &xj)| {
+                    gf_mul(acc, gf_mul(xj, gf_inv(xs[i] ^ xj)))
+                })
         })
         .collect();
 
     let mut secret = Zeroizing::new(vec![0u8; len - 1]);
     for (i, byte) in secret.iter_mut().enumerate() {
-        *byte = shares.iter().zip(&basis).fold(0u8, |acc, (share, &b)| acc ^ gf_mul(share[i], b));
+        *byte = shares
+            .iter()
+            .zip(&basis)
+            .fold(0u8, |acc, (share, &b)| acc ^ gf_mul(share[i], b));
     }
     Ok(secret)
 }
 
 /// Horner evaluation of the polynomial with `coefficients` (constant term first) at `x`.
 fn evaluate(coefficients: &[u8], x: u8) -> u8 {
-    coefficients.iter().rev().fold(0u8, |acc, &c| gf_mul(acc, x) ^ c)
+    coefficients
+        .iter()
+        .rev()
+        .fold(0u8, |acc, &c| gf_mul(acc, x) ^ c)
 }
 
 /// `count` distinct x-coordinates in 1..=255, drawn by a partial Fisher–Yates shuffle.

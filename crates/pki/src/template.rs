@@ -155,7 +155,11 @@ pub struct TemplateWarning {
 
 impl fmt::Display for TemplateWarning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "certificate template field {}: {}", self.field, self.message)
+        write!(
+            f,
+            "certificate template field {}: {}",
+            self.field, self.message
+        )
     }
 }
 
@@ -173,7 +177,9 @@ pub struct SecretCertificate {
 
 impl fmt::Debug for SecretCertificate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SecretCertificate").field("warnings", &self.warnings).finish_non_exhaustive()
+        f.debug_struct("SecretCertificate")
+            .field("warnings", &self.warnings)
+            .finish_non_exhaustive()
     }
 }
 
@@ -183,7 +189,11 @@ impl fmt::Debug for SecretCertificate {
 /// template `NotAfter` and `valid_for_days` 0 the template's value is used. With both (a
 /// previously generated certificate as template), `valid_for_days` counts from `now`, as
 /// MarbleRun does for unique secrets; pass 0 to keep the old expiry.
-pub fn not_after(template: &CertTemplate, valid_for_days: u32, now: OffsetDateTime) -> OffsetDateTime {
+pub fn not_after(
+    template: &CertTemplate,
+    valid_for_days: u32,
+    now: OffsetDateTime,
+) -> OffsetDateTime {
     match (template.not_after, valid_for_days) {
         (Some(end), 0) => whole_seconds(end),
         (None, 0) => whole_seconds(now) + Duration::days(i64::from(DEFAULT_VALID_FOR_DAYS)),
@@ -216,22 +226,39 @@ impl CoordinatorCa {
 
         let pair = SecretKeyPair::generate(key_type)?;
         let public = rcgen::SubjectPublicKeyInfo::from_der(pair.public_key_spki_der()).map_err(
-            |source| Error::CertificateBuild { what: "secret".into(), source },
+            |source| Error::CertificateBuild {
+                what: "secret".into(),
+                source,
+            },
         )?;
         let cert = params
             .signed_by(&public, self.marble_issuer())
-            .map_err(|source| Error::CertificateBuild { what: "secret".into(), source })?;
+            .map_err(|source| Error::CertificateBuild {
+                what: "secret".into(),
+                source,
+            })?;
         let (private_key, public_key) = pair.into_parts();
-        Ok(SecretCertificate { certificate: cert.der().to_vec(), private_key, public_key, warnings })
+        Ok(SecretCertificate {
+            certificate: cert.der().to_vec(),
+            private_key,
+            public_key,
+            warnings,
+        })
     }
 }
 
 fn unsupported(field: &'static str, reason: impl Into<String>) -> Error {
-    Error::UnsupportedTemplateField { field, reason: reason.into() }
+    Error::UnsupportedTemplateField {
+        field,
+        reason: reason.into(),
+    }
 }
 
 fn ia5(field: &'static str, value: &str) -> Result<rcgen::string::Ia5String, Error> {
-    value.to_owned().try_into().map_err(|_| unsupported(field, format!("{value:?} is not ASCII")))
+    value
+        .to_owned()
+        .try_into()
+        .map_err(|_| unsupported(field, format!("{value:?} is not ASCII")))
 }
 
 /// Everything except serial, validity and key.
@@ -240,7 +267,10 @@ fn build_params(
     warnings: &mut Vec<TemplateWarning>,
 ) -> Result<CertificateParams, Error> {
     let mut params = CertificateParams::default();
-    let dns_names = template.dns_names.clone().unwrap_or_else(|| vec!["localhost".to_owned()]);
+    let dns_names = template
+        .dns_names
+        .clone()
+        .unwrap_or_else(|| vec!["localhost".to_owned()]);
     params.distinguished_name = match &template.raw_subject {
         Some(raw) => raw_subject(raw)?,
         None => subject(&template.subject, &dns_names)?,
@@ -286,12 +316,32 @@ fn subject(name: &Name, dns_names: &[String]) -> Result<DistinguishedName, Error
     };
     // Go's order of attributes in a Name
     push(DnType::CountryName, &name.country, "Subject.Country")?;
-    push(DnType::StateOrProvinceName, &name.province, "Subject.Province")?;
+    push(
+        DnType::StateOrProvinceName,
+        &name.province,
+        "Subject.Province",
+    )?;
     push(DnType::LocalityName, &name.locality, "Subject.Locality")?;
-    push(DnType::CustomDnType(vec![2, 5, 4, 9]), &name.street_address, "Subject.StreetAddress")?;
-    push(DnType::CustomDnType(vec![2, 5, 4, 17]), &name.postal_code, "Subject.PostalCode")?;
-    push(DnType::OrganizationName, &name.organization, "Subject.Organization")?;
-    push(DnType::OrganizationalUnitName, &name.organizational_unit, "Subject.OrganizationalUnit")?;
+    push(
+        DnType::CustomDnType(vec![2, 5, 4, 9]),
+        &name.street_address,
+        "Subject.StreetAddress",
+    )?;
+    push(
+        DnType::CustomDnType(vec![2, 5, 4, 17]),
+        &name.postal_code,
+        "Subject.PostalCode",
+    )?;
+    push(
+        DnType::OrganizationName,
+        &name.organization,
+        "Subject.Organization",
+    )?;
+    push(
+        DnType::OrganizationalUnitName,
+        &name.organizational_unit,
+        "Subject.OrganizationalUnit",
+    )?;
     let common_name = match (name.common_name.as_str(), dns_names) {
         ("", [single]) => single.clone(),
         ("", _) => DEFAULT_COMMON_NAME.to_owned(),
@@ -299,11 +349,18 @@ fn subject(name: &Name, dns_names: &[String]) -> Result<DistinguishedName, Error
     };
     push(DnType::CommonName, &[common_name], "Subject.CommonName")?;
     if !name.serial_number.is_empty() {
-        push(DnType::CustomDnType(vec![2, 5, 4, 5]), &[name.serial_number.clone()], "Subject.SerialNumber")?;
+        push(
+            DnType::CustomDnType(vec![2, 5, 4, 5]),
+            std::slice::from_ref(&name.serial_number),
+            "Subject.SerialNumber",
+        )?;
     }
     for (oid, value) in &name.extra_names {
         if der::oid(oid).is_none() {
-            return Err(unsupported("Subject.ExtraNames", format!("invalid OID {oid:?}")));
+            return Err(unsupported(
+                "Subject.ExtraNames",
+                format!("invalid OID {oid:?}"),
+            ));
         }
         let ty = DnType::from_oid(oid);
         if dn.get(&ty).is_some() {
@@ -318,7 +375,10 @@ fn raw_subject(raw: &[u8]) -> Result<DistinguishedName, Error> {
     let (rest, name) = X509Name::from_der(raw)
         .map_err(|e| unsupported("RawSubject", format!("not a DER Name: {e}")))?;
     if !rest.is_empty() {
-        return Err(unsupported("RawSubject", format!("{} trailing bytes", rest.len())));
+        return Err(unsupported(
+            "RawSubject",
+            format!("{} trailing bytes", rest.len()),
+        ));
     }
     let mut dn = DistinguishedName::new();
     for attribute in name.iter_attributes() {
@@ -328,7 +388,10 @@ fn raw_subject(raw: &[u8]) -> Result<DistinguishedName, Error> {
             .ok_or_else(|| unsupported("RawSubject", "attribute type with an oversized arc"))?
             .collect();
         let value = attribute.as_str().map_err(|_| {
-            unsupported("RawSubject", format!("attribute {} is not a string", attribute.attr_type()))
+            unsupported(
+                "RawSubject",
+                format!("attribute {} is not a string", attribute.attr_type()),
+            )
         })?;
         let ty = DnType::from_oid(&arcs);
         if dn.get(&ty).is_some() {
@@ -350,7 +413,10 @@ fn subject_alt_names(template: &CertTemplate, dns_names: &[String]) -> Result<Ve
     for email in &template.email_addresses {
         sans.push(SanType::Rfc822Name(ia5("EmailAddresses", email)?));
     }
-    let default_ips = [IpAddr::V4(Ipv4Addr::LOCALHOST), IpAddr::V6(Ipv6Addr::LOCALHOST)];
+    let default_ips = [
+        IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(Ipv6Addr::LOCALHOST),
+    ];
     let ips = template.ip_addresses.as_deref().unwrap_or(&default_ips);
     sans.extend(ips.iter().copied().map(SanType::IpAddress));
     for uri in &template.uris {
@@ -372,12 +438,23 @@ fn key_usages(mask: u32) -> Result<Vec<KeyUsagePurpose>, Error> {
         KeyUsagePurpose::DecipherOnly,
     ];
     if mask == 0 {
-        return Ok(vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyCertSign]);
+        return Ok(vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyCertSign,
+        ]);
     }
     if mask >> BITS.len() != 0 {
-        return Err(unsupported("KeyUsage", format!("unknown bits in {mask:#x}")));
+        return Err(unsupported(
+            "KeyUsage",
+            format!("unknown bits in {mask:#x}"),
+        ));
     }
-    Ok(BITS.iter().enumerate().filter(|(i, _)| mask & (1 << i) != 0).map(|(_, u)| *u).collect())
+    Ok(BITS
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| mask & (1 << i) != 0)
+        .map(|(_, u)| *u)
+        .collect())
 }
 
 fn extended_key_usages(template: &CertTemplate) -> Result<Vec<ExtendedKeyUsagePurpose>, Error> {
@@ -402,14 +479,19 @@ fn extended_key_usages(template: &CertTemplate) -> Result<Vec<ExtendedKeyUsagePu
                     11 => Eku::Other(vec![2, 16, 840, 1, 113_730, 4, 1]),
                     12 => Eku::Other(vec![1, 3, 6, 1, 4, 1, 311, 2, 1, 22]),
                     13 => Eku::Other(vec![1, 3, 6, 1, 4, 1, 311, 61, 1, 1]),
-                    other => return Err(unsupported("ExtKeyUsage", format!("unknown value {other}"))),
+                    other => {
+                        return Err(unsupported("ExtKeyUsage", format!("unknown value {other}")));
+                    }
                 })
             })
             .collect::<Result<_, _>>()?,
     };
     for oid in &template.unknown_ext_key_usage {
         if der::oid(oid).is_none() {
-            return Err(unsupported("UnknownExtKeyUsage", format!("invalid OID {oid:?}")));
+            return Err(unsupported(
+                "UnknownExtKeyUsage",
+                format!("invalid OID {oid:?}"),
+            ));
         }
         out.push(Eku::Other(oid.clone()));
     }
@@ -420,7 +502,10 @@ fn basic_constraints(template: &CertTemplate) -> Result<IsCa, Error> {
     let path_len = match (template.max_path_len, template.max_path_len_zero) {
         (-1, _) | (0, false) => None,
         (n, _) if n < -1 => {
-            return Err(unsupported("MaxPathLen", format!("{n} is not a path length")));
+            return Err(unsupported(
+                "MaxPathLen",
+                format!("{n} is not a path length"),
+            ));
         }
         (n, _) => Some(
             u8::try_from(n).map_err(|_| unsupported("MaxPathLen", format!("{n} is above 255")))?,
@@ -430,7 +515,10 @@ fn basic_constraints(template: &CertTemplate) -> Result<IsCa, Error> {
         (true, None) => Ok(IsCa::Ca(BasicConstraints::Unconstrained)),
         (true, Some(n)) => Ok(IsCa::Ca(BasicConstraints::Constrained(n))),
         (false, None) => Ok(IsCa::ExplicitNoCa),
-        (false, Some(_)) => Err(unsupported("MaxPathLen", "only a CA (IsCA) can have a path length")),
+        (false, Some(_)) => Err(unsupported(
+            "MaxPathLen",
+            "only a CA (IsCA) can have a path length",
+        )),
     }
 }
 
@@ -439,24 +527,38 @@ fn name_constraints(
     warnings: &mut Vec<TemplateWarning>,
 ) -> Result<Option<NameConstraints>, Error> {
     if !template.permitted_uri_domains.is_empty() {
-        return Err(unsupported("PermittedURIDomains", "URI name constraints are not supported"));
+        return Err(unsupported(
+            "PermittedURIDomains",
+            "URI name constraints are not supported",
+        ));
     }
     if !template.excluded_uri_domains.is_empty() {
-        return Err(unsupported("ExcludedURIDomains", "URI name constraints are not supported"));
+        return Err(unsupported(
+            "ExcludedURIDomains",
+            "URI name constraints are not supported",
+        ));
     }
-    let subtrees = |dns: &[String], ips: &[(IpAddr, u8)], emails: &[String], field: &'static str| {
-        let mut out: Vec<GeneralSubtree> =
-            dns.iter().map(|d| GeneralSubtree::DnsName(d.clone())).collect();
-        for &(ip, prefix) in ips {
-            let max = if ip.is_ipv4() { 32 } else { 128 };
-            if prefix > max {
-                return Err(unsupported(field, format!("prefix /{prefix} is too long for {ip}")));
+    let subtrees =
+        |dns: &[String], ips: &[(IpAddr, u8)], emails: &[String], field: &'static str| {
+            let mut out: Vec<GeneralSubtree> = dns
+                .iter()
+                .map(|d| GeneralSubtree::DnsName(d.clone()))
+                .collect();
+            for &(ip, prefix) in ips {
+                let max = if ip.is_ipv4() { 32 } else { 128 };
+                if prefix > max {
+                    return Err(unsupported(
+                        field,
+                        format!("prefix /{prefix} is too long for {ip}"),
+                    ));
+                }
+                out.push(GeneralSubtree::IpAddress(CidrSubnet::from_addr_prefix(
+                    ip, prefix,
+                )));
             }
-            out.push(GeneralSubtree::IpAddress(CidrSubnet::from_addr_prefix(ip, prefix)));
-        }
-        out.extend(emails.iter().map(|e| GeneralSubtree::Rfc822Name(e.clone())));
-        Ok(out)
-    };
+            out.extend(emails.iter().map(|e| GeneralSubtree::Rfc822Name(e.clone())));
+            Ok(out)
+        };
     let permitted = subtrees(
         &template.permitted_dns_domains,
         &template.permitted_ip_ranges,
@@ -478,7 +580,10 @@ fn name_constraints(
             message: "name constraints are always marked critical".into(),
         });
     }
-    Ok(Some(NameConstraints { permitted_subtrees: permitted, excluded_subtrees: excluded }))
+    Ok(Some(NameConstraints {
+        permitted_subtrees: permitted,
+        excluded_subtrees: excluded,
+    }))
 }
 
 /// Extensions Quarry builds itself; `ExtraExtensions` may not replace them.
@@ -499,8 +604,16 @@ fn custom_extensions(template: &CertTemplate) -> Result<Vec<CustomExtension>, Er
     let mut out = Vec::new();
     let mut access = Vec::new();
     for (method, urls, field) in [
-        (&[1u64, 3, 6, 1, 5, 5, 7, 48, 1][..], &template.ocsp_server, "OCSPServer"),
-        (&[1, 3, 6, 1, 5, 5, 7, 48, 2][..], &template.issuing_certificate_url, "IssuingCertificateURL"),
+        (
+            &[1u64, 3, 6, 1, 5, 5, 7, 48, 1][..],
+            &template.ocsp_server,
+            "OCSPServer",
+        ),
+        (
+            &[1, 3, 6, 1, 5, 5, 7, 48, 2][..],
+            &template.issuing_certificate_url,
+            "IssuingCertificateURL",
+        ),
     ] {
         for url in urls {
             ia5(field, url)?;
@@ -510,7 +623,10 @@ fn custom_extensions(template: &CertTemplate) -> Result<Vec<CustomExtension>, Er
         }
     }
     if !access.is_empty() {
-        out.push(CustomExtension::from_oid_content(&[1, 3, 6, 1, 5, 5, 7, 1, 1], der::sequence(&access)));
+        out.push(CustomExtension::from_oid_content(
+            &[1, 3, 6, 1, 5, 5, 7, 1, 1],
+            der::sequence(&access),
+        ));
     }
     if !template.policy_identifiers.is_empty() {
         let mut policies = Vec::new();
@@ -519,18 +635,29 @@ fn custom_extensions(template: &CertTemplate) -> Result<Vec<CustomExtension>, Er
                 .ok_or_else(|| unsupported("PolicyIdentifiers", format!("invalid OID {oid:?}")))?;
             policies.push(der::sequence(&[encoded]));
         }
-        out.push(CustomExtension::from_oid_content(&[2, 5, 29, 32], der::sequence(&policies)));
+        out.push(CustomExtension::from_oid_content(
+            &[2, 5, 29, 32],
+            der::sequence(&policies),
+        ));
     }
     for extension in &template.extra_extensions {
         if der::oid(&extension.oid).is_none() {
-            return Err(unsupported("ExtraExtensions", format!("invalid OID {:?}", extension.oid)));
+            return Err(unsupported(
+                "ExtraExtensions",
+                format!("invalid OID {:?}", extension.oid),
+            ));
         }
         if BUILT_EXTENSIONS.contains(&extension.oid.as_slice())
-            || out.iter().any(|e| e.oid_components().eq(extension.oid.iter().copied()))
+            || out
+                .iter()
+                .any(|e| e.oid_components().eq(extension.oid.iter().copied()))
         {
             return Err(unsupported(
                 "ExtraExtensions",
-                format!("extension {:?} would replace one built from other fields", extension.oid),
+                format!(
+                    "extension {:?} would replace one built from other fields",
+                    extension.oid
+                ),
             ));
         }
         let mut custom = CustomExtension::from_oid_content(&extension.oid, extension.value.clone());
@@ -563,15 +690,21 @@ mod tests {
 
     #[test]
     fn key_usage_bits_follow_go() {
-        assert_eq!(key_usages(0).unwrap(), [
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyCertSign
-        ]);
-        assert_eq!(key_usages(1 | 4 | 256).unwrap(), [
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-            KeyUsagePurpose::DecipherOnly
-        ]);
+        assert_eq!(
+            key_usages(0).unwrap(),
+            [
+                KeyUsagePurpose::DigitalSignature,
+                KeyUsagePurpose::KeyCertSign
+            ]
+        );
+        assert_eq!(
+            key_usages(1 | 4 | 256).unwrap(),
+            [
+                KeyUsagePurpose::DigitalSignature,
+                KeyUsagePurpose::KeyEncipherment,
+                KeyUsagePurpose::DecipherOnly
+            ]
+        );
         assert!(key_usages(512).is_err());
     }
 
@@ -579,19 +712,36 @@ mod tests {
     fn common_name_defaults() {
         let name = Name::default();
         let one = subject(&name, &["db.local".into()]).unwrap();
-        assert!(matches!(one.get(&DnType::CommonName), Some(DnValue::PrintableString(s)) if s.as_str() == "db.local"));
+        assert!(
+            matches!(one.get(&DnType::CommonName), Some(DnValue::PrintableString(s)) if s.as_str() == "db.local")
+        );
         let two = subject(&name, &["a".into(), "b".into()]).unwrap();
-        assert!(matches!(two.get(&DnType::CommonName), Some(DnValue::PrintableString(s)) if s.as_str() == DEFAULT_COMMON_NAME));
+        assert!(
+            matches!(two.get(&DnType::CommonName), Some(DnValue::PrintableString(s)) if s.as_str() == DEFAULT_COMMON_NAME)
+        );
     }
 
     #[test]
     fn path_length_rules() {
-        let mut t = CertTemplate { is_ca: true, max_path_len: 2, ..Default::default() };
-        assert_eq!(basic_constraints(&t).unwrap(), IsCa::Ca(BasicConstraints::Constrained(2)));
+        let mut t = CertTemplate {
+            is_ca: true,
+            max_path_len: 2,
+            ..Default::default()
+        };
+        assert_eq!(
+            basic_constraints(&t).unwrap(),
+            IsCa::Ca(BasicConstraints::Constrained(2))
+        );
         t.max_path_len = 0;
-        assert_eq!(basic_constraints(&t).unwrap(), IsCa::Ca(BasicConstraints::Unconstrained));
+        assert_eq!(
+            basic_constraints(&t).unwrap(),
+            IsCa::Ca(BasicConstraints::Unconstrained)
+        );
         t.max_path_len_zero = true;
-        assert_eq!(basic_constraints(&t).unwrap(), IsCa::Ca(BasicConstraints::Constrained(0)));
+        assert_eq!(
+            basic_constraints(&t).unwrap(),
+            IsCa::Ca(BasicConstraints::Constrained(0))
+        );
         t.is_ca = false;
         assert!(basic_constraints(&t).is_err());
         t.max_path_len = 300;
