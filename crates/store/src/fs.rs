@@ -32,8 +32,8 @@ pub trait FileSystem: Send + Sync + fmt::Debug {
     /// means that someone else holds it.
     fn try_lock(&self, path: &Path) -> io::Result<Option<LockGuard>>;
 
-    /// Reads the whole file, or `Ok(None)` if it does not exist. Reads at most `limit + 1`
-    /// bytes, so that the caller can tell a file that is too large without reading all of it.
+    /// Reads the whole file, or `Ok(None)` if it does not exist. A file larger than `limit`
+    /// bytes is an error of kind [`io::ErrorKind::FileTooLarge`], found without reading it.
     fn read(&self, path: &Path, limit: u64) -> io::Result<Option<Vec<u8>>>;
 
     /// Creates `path` (or truncates it) with mode 0600 for writing.
@@ -93,8 +93,16 @@ impl FileSystem for StdFs {
             Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(err) => return Err(err),
         };
+        let too_large = || io::Error::from(io::ErrorKind::FileTooLarge);
+        if file.metadata()?.len() > limit {
+            return Err(too_large());
+        }
         let mut bytes = Vec::new();
+        // The file may have grown since `metadata`.
         file.take(limit.saturating_add(1)).read_to_end(&mut bytes)?;
+        if bytes.len() as u64 > limit {
+            return Err(too_large());
+        }
         Ok(Some(bytes))
     }
 
@@ -152,11 +160,12 @@ mod tests {
     }
 
     #[test]
-    fn read_stops_after_the_limit() {
+    fn read_refuses_files_over_the_limit() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("big");
         fs::write(&path, vec![7u8; 100]).unwrap();
-        assert_eq!(StdFs.read(&path, 10).unwrap().unwrap().len(), 11);
+        let error = StdFs.read(&path, 99).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::FileTooLarge);
         assert_eq!(StdFs.read(&path, 100).unwrap().unwrap().len(), 100);
         assert!(
             StdFs

@@ -472,7 +472,9 @@ impl Store {
         }
         for attempt in [&primary, &secondary].into_iter().flatten() {
             if let Attempt::NeedKey(key) = attempt {
-                return StoreError::WrapKeyRequired { key: Box::new(key.clone()) };
+                return StoreError::WrapKeyRequired {
+                    key: Box::new(key.clone()),
+                };
             }
         }
         match primary {
@@ -864,13 +866,19 @@ fn read_limited(
     path: &Path,
     limit: u64,
 ) -> Result<Option<Vec<u8>>, StoreError> {
-    let bytes = fs.read(path, limit).map_err(io_err("read", path))?;
-    match bytes {
-        Some(bytes) if bytes.len() as u64 > limit => Err(StoreError::TooLarge {
+    match fs.read(path, limit) {
+        Ok(Some(bytes)) if bytes.len() as u64 > limit => Err(StoreError::TooLarge {
             path: path.to_path_buf(),
             limit,
         }),
-        other => Ok(other),
+        Ok(bytes) => Ok(bytes),
+        Err(error) if error.kind() == std::io::ErrorKind::FileTooLarge => {
+            Err(StoreError::TooLarge {
+                path: path.to_path_buf(),
+                limit,
+            })
+        }
+        Err(error) => Err(io_err("read", path)(error)),
     }
 }
 
