@@ -187,7 +187,10 @@ mod tests {
         let text = std::str::from_utf8(out.as_bytes()).unwrap();
         let lines: Vec<&str> = text.split('\n').collect();
         assert_eq!(lines[0], "-----BEGIN PRIVATE KEY-----");
-        assert_eq!([lines[1].len(), lines[2].len(), lines[3].len()], [64, 64, 8]);
+        assert_eq!(
+            [lines[1].len(), lines[2].len(), lines[3].len()],
+            [64, 64, 8]
+        );
         assert_eq!(lines[4], "-----END PRIVATE KEY-----");
         assert_eq!(lines[5], "");
         assert!(!text.contains('\r'));

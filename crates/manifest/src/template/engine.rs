@@ -25,12 +25,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use gotmpl::parse::{DefineNode, Expr, ListNode, Node, Parser, PipeNode};
 use gotmpl::{MissingKey, Template, TemplateError, Value};
 
 use super::data::{Part, Secret, SecretBytes, SecretType, TemplateData};
 use super::encode::{self, Encoder, Section};
 use super::error::RenderError;
+use super::syntax;
 
 /// Largest rendered value, in bytes.
 pub const MAX_RENDERED_BYTES: usize = 16 * 1024 * 1024;
@@ -51,12 +51,6 @@ const RESULT_CLOSE: char = '\u{F8F3}';
 /// Invalid bytes `0x80..=0xFF` of a non-UTF-8 template are carried as `U+F780..=U+F7FF`.
 const BYTE_BASE: u32 = 0xF700;
 const MAPPED_BYTES: std::ops::RangeInclusive<char> = '\u{F780}'..='\u{F7FF}';
-
-/// The functions of Go's `text/template`, all of which gotmpl provides.
-const BUILTINS: [&str; 19] = [
-    "and", "call", "eq", "ge", "gt", "html", "index", "js", "le", "len", "lt", "ne", "not", "or",
-    "print", "printf", "println", "slice", "urlquery",
-];
 
 /// The template data as gotmpl sees it, and what its references stand for.
 pub(crate) struct Prepared {
@@ -321,9 +315,10 @@ impl Session {
         }
         match arg {
             Value::String(text) if text.chars().any(is_marker) => self.measure(text),
-            other => other.len().map(|n| Value::Int(len_value(n))).ok_or_else(|| {
-                TemplateError::Exec(format!("len: cannot take length of {other}"))
-            }),
+            other => other
+                .len()
+                .map(|n| Value::Int(len_value(n)))
+                .ok_or_else(|| TemplateError::Exec(format!("len: cannot take length of {other}"))),
         }
     }
 
@@ -514,7 +509,8 @@ pub(crate) fn render(
     }
 
     let (text, mapped) = template_text(source)?;
-    check_functions(&text, section)?;
+    syntax::check_blocks(&text)?;
+    syntax::check_functions(&text, section)?;
     let session = Arc::new(Session {
         prepared: Arc::clone(prepared),
         state: Mutex::default(),
@@ -533,7 +529,12 @@ pub(crate) fn render(
     drop(template);
     let mut state = session.state();
     if let Err(error) = executed {
-        return Err(execution_error(error, &mut state, output.overflowed, section));
+        return Err(execution_error(
+            error,
+            &mut state,
+            output.overflowed,
+            section,
+        ));
     }
     assemble(&output.text, mapped, &mut state.results, section)
 }
@@ -600,11 +601,9 @@ fn execution_error(
     match error {
         TemplateError::MissingKey { key } => RenderError::UnknownName { name: key },
         TemplateError::UndefinedFunction(name) => unknown_function(name, section),
-        TemplateError::Write | TemplateError::Io(_) if overflowed => {
-            RenderError::OutputTooLarge {
-                limit: MAX_RENDERED_BYTES,
-            }
-        }
+        TemplateError::Write | TemplateError::Io(_) if overflowed => RenderError::OutputTooLarge {
+            limit: MAX_RENDERED_BYTES,
+        },
         TemplateError::Parse { .. } | TemplateError::Lex { .. } => RenderError::Syntax {
             message: error.to_string(),
         },
@@ -614,7 +613,7 @@ fn execution_error(
     }
 }
 
-fn unknown_function(name: String, section: Section) -> RenderError {
+pub(crate) fn unknown_function(name: String, section: Section) -> RenderError {
     match Encoder::from_name(&name) {
         Some(encoder) => RenderError::EncoderNotAllowed { encoder, section },
         None => RenderError::UnknownFunction { name },
@@ -674,77 +673,14 @@ fn assemble(
     Ok(SecretBytes::new(bytes))
 }
 
-/// Refuses calls of functions that do not exist in `section`, wherever they are in the
-/// template, as Go's parser does.
-fn check_functions(text: &str, section: Section) -> Result<(), RenderError> {
-    let syntax = |e: TemplateError| RenderError::Syntax {
-        message: e.to_string(),
-    };
-    let (tree, defines) = Parser::with_name(Some("data"), text, "{{", "}}")
-        .and_then(Parser::parse)
-        .map_err(syntax)?;
-    let mut names = Vec::new();
-    collect_list(&tree, &mut names);
-    for DefineNode { body, .. } in &defines {
-        collect_list(body, &mut names);
-    }
-    for name in names {
-        let known = BUILTINS.contains(&name.as_str())
-            || Encoder::from_name(&name).is_some_and(|e| section.allows(e));
-        if !known {
-            return Err(unknown_function(name, section));
-        }
-    }
-    Ok(())
-}
-
-fn collect_list(list: &ListNode, names: &mut Vec<String>) {
-    for node in &list.nodes {
-        match node {
-            Node::List(list) => collect_list(list, names),
-            Node::Action(action) => collect_pipe(&action.pipe, names),
-            Node::If(branch) | Node::Range(branch) | Node::With(branch) => {
-                collect_pipe(&branch.pipe, names);
-                collect_list(&branch.body, names);
-                if let Some(other) = &branch.else_body {
-                    collect_list(other, names);
-                }
-            }
-            Node::Template(call) => {
-                if let Some(pipe) = &call.pipe {
-                    collect_pipe(pipe, names);
-                }
-            }
-            Node::Define(define) => collect_list(&define.body, names),
-            Node::Text(_) | Node::Break(_) | Node::Continue(_) => {}
-        }
-    }
-}
-
-fn collect_pipe(pipe: &PipeNode, names: &mut Vec<String>) {
-    for command in &pipe.commands {
-        for expr in &command.args {
-            collect_expr(expr, names);
-        }
-    }
-}
-
-fn collect_expr(expr: &Expr, names: &mut Vec<String>) {
-    match expr {
-        Expr::Identifier(_, name) => names.push(name.to_string()),
-        Expr::Pipe(_, pipe) => collect_pipe(pipe, names),
-        Expr::Chain(_, inner, _) => collect_expr(inner, names),
-        _ => {}
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn pieces_split_text_tokens_and_markers() {
-        let output = format!("a{RESULT_OPEN}12{RESULT_CLOSE}b{PART_OPEN}.Secrets.k.Cert{PART_CLOSE}");
+        let output =
+            format!("a{RESULT_OPEN}12{RESULT_CLOSE}b{PART_OPEN}.Secrets.k.Cert{PART_CLOSE}");
         let got: Vec<_> = pieces(&output, false).collect();
         assert_eq!(
             got,
@@ -774,8 +710,14 @@ mod tests {
     #[test]
     fn mapped_bytes_only_count_in_mapped_templates() {
         let output = "\u{F7FF}";
-        assert_eq!(pieces(output, true).collect::<Vec<_>>(), [Ok(Piece::Byte(0xFF))]);
-        assert_eq!(pieces(output, false).collect::<Vec<_>>(), [Ok(Piece::Text(output))]);
+        assert_eq!(
+            pieces(output, true).collect::<Vec<_>>(),
+            [Ok(Piece::Byte(0xFF))]
+        );
+        assert_eq!(
+            pieces(output, false).collect::<Vec<_>>(),
+            [Ok(Piece::Text(output))]
+        );
     }
 
     #[test]

@@ -26,6 +26,7 @@ mod engine;
 mod error;
 mod params;
 mod shape;
+mod syntax;
 
 #[cfg(test)]
 mod tests;

@@ -64,7 +64,10 @@ impl Encoding {
             Self::String => Ok(data.as_bytes().to_vec()),
             Self::Base64 => {
                 // Go's decoder skips line breaks anywhere in the input.
-                let cleaned: Vec<u8> = data.bytes().filter(|b| !matches!(b, b'\r' | b'\n')).collect();
+                let cleaned: Vec<u8> = data
+                    .bytes()
+                    .filter(|b| !matches!(b, b'\r' | b'\n'))
+                    .collect();
                 GO_STD_BASE64
                     .decode(cleaned)
                     .map_err(|e| DecodeError::Base64(e.to_string()))
@@ -154,14 +157,20 @@ mod tests {
         assert_eq!(Encoding::Base64.decode("aGVs\nbG8=").unwrap(), b"hello");
         // Go's StdEncoding is not strict: non-zero trailing bits are accepted.
         assert_eq!(Encoding::Base64.decode("aGVsbG9=").unwrap(), b"hello");
-        assert!(Encoding::Base64.decode("aGVsbG8").is_err(), "padding is required");
+        assert!(
+            Encoding::Base64.decode("aGVsbG8").is_err(),
+            "padding is required"
+        );
         assert!(Encoding::Base64.decode("a*==").is_err());
     }
 
     #[test]
     fn hex_decodes_either_case() {
         assert_eq!(Encoding::Hex.decode("00aBFf").unwrap(), [0, 0xab, 0xff]);
-        assert!(matches!(Encoding::Hex.decode("abc"), Err(DecodeError::Hex(_))));
+        assert!(matches!(
+            Encoding::Hex.decode("abc"),
+            Err(DecodeError::Hex(_))
+        ));
     }
 
     #[test]
