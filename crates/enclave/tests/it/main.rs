@@ -1,5 +1,6 @@
 //! Integration tests of the enclave boundary against the real SGX fixtures in `testdata/sgx`.
 
+mod backends;
 mod fixtures;
 mod quote;
 mod verify;
