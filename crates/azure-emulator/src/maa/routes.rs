@@ -77,22 +77,20 @@ struct ApiVersion {
     api_version: Option<String>,
 }
 
-/// Checks the `api-version` query parameter.
-fn check_api_version(query: Option<&str>) -> Result<(), Response> {
+/// Checks the `api-version` query parameter; on failure, MAA's error code and message.
+fn check_api_version(query: Option<&str>) -> Result<(), (&'static str, String)> {
     let version = query
         .and_then(|q| serde_urlencoded::from_str::<ApiVersion>(q).ok())
         .and_then(|v| v.api_version);
     match version.as_deref() {
-        None | Some("") => Err(cloud_error(
-            StatusCode::BAD_REQUEST,
+        None | Some("") => Err((
             "MissingApiVersionParameter",
-            "The api-version query parameter (?api-version=) is required for all requests.",
+            "The api-version query parameter (?api-version=) is required for all requests.".into(),
         )),
         Some(v) if API_VERSIONS.contains(&v) => Ok(()),
-        Some(v) => Err(cloud_error(
-            StatusCode::BAD_REQUEST,
+        Some(v) => Err((
             "InvalidApiVersionParameter",
-            &format!(
+            format!(
                 "The api-version '{v}' is invalid. The supported versions are '{}'.",
                 API_VERSIONS.join(",")
             ),
@@ -102,8 +100,8 @@ fn check_api_version(query: Option<&str>) -> Result<(), Response> {
 
 async fn attest_sgx(State(emulator): State<Arc<Emulator>>, request: Request<Body>) -> Response {
     let (parts, body) = request.into_parts();
-    if let Err(response) = check_api_version(parts.uri.query()) {
-        return response;
+    if let Err((code, message)) = check_api_version(parts.uri.query()) {
+        return cloud_error(StatusCode::BAD_REQUEST, code, &message);
     }
     let lifetime = parts.extensions.get::<TokenLifetime>().map(|l| l.0);
     let bytes = match read_body(body, MAX_ATTEST_REQUEST_BYTES).await {
