@@ -380,11 +380,8 @@ impl Session {
     fn printf(&self, args: &[Value]) -> gotmpl::Result<Value> {
         let carries = |value: &Value| self.prepared.carries_secret(value);
         if let Some((format, rest)) = args.split_first() {
-            let plain_verbs = match format {
-                Value::String(format) => !carries(&args[0]) && only_plain_verbs(format),
-                _ => true,
-            };
-            if (rest.iter().any(carries) && !plain_verbs) || carries(format) {
+            let plain_format = matches!(format, Value::String(f) if only_plain_verbs(f));
+            if carries(format) || (!plain_format && rest.iter().any(carries)) {
                 return Err(self.fail(RenderError::SecretPassedToFunction {
                     function: "printf (verbs other than %s and %v)",
                 }));
@@ -541,18 +538,16 @@ pub(crate) fn render(
 
 /// The template source as text: UTF-8 as is, otherwise with invalid bytes mapped.
 fn template_text(source: &[u8]) -> Result<(String, bool), RenderError> {
-    let reserved = |c: char| is_marker(c) || MAPPED_BYTES.contains(&c);
     let needs_mapping = std::str::from_utf8(source).is_err();
+    // Mapped characters are only ambiguous in a template that needs the mapping.
+    let reserved = |c: &char| is_marker(*c) || (needs_mapping && MAPPED_BYTES.contains(c));
     let mut text = String::with_capacity(source.len());
     let mut mapped = false;
     for chunk in source.utf8_chunks() {
-        if let Some(c) = chunk.valid().chars().find(|c| reserved(*c)) {
-            // Mapped characters are only ambiguous in a template that needs the mapping.
-            if is_marker(c) || needs_mapping {
-                return Err(RenderError::ReservedCharacter {
-                    codepoint: u32::from(c),
-                });
-            }
+        if let Some(c) = chunk.valid().chars().find(reserved) {
+            return Err(RenderError::ReservedCharacter {
+                codepoint: u32::from(c),
+            });
         }
         text.push_str(chunk.valid());
         for &byte in chunk.invalid() {

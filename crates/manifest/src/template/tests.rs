@@ -829,7 +829,10 @@ fn template_text() -> impl Strategy<Value = Vec<u8>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(512))]
+    // 512 cases by default; PROPTEST_CASES runs more.
+    #![proptest_config(ProptestConfig::with_cases(
+        std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(512)
+    ))]
 
     #[test]
     fn rendering_arbitrary_text_never_panics(text in template_text()) {
@@ -843,4 +846,48 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn adversarial_nesting_and_recursion_fail_cleanly() {
+    let deep_parens = format!("{{{{ {}1{} }}}}", "(".repeat(5000), ")".repeat(5000));
+    let deep_ifs = format!("{}x{}", "{{ if 1 }}".repeat(5000), "{{ end }}".repeat(5000));
+    let recursive = r#"{{ define "t" }}{{ template "t" . }}{{ end }}{{ template "t" . }}"#;
+    let wide_range = "{{ range $i := 100000 }}{{ range 100000 }}{{ end }}{{ end }}";
+    for template in [deep_parens.as_str(), &deep_ifs, recursive, wide_range] {
+        for section in [Section::Files, Section::Env] {
+            let error = render(section, template).unwrap_err();
+            assert!(
+                matches!(
+                    error,
+                    RenderError::Syntax { .. } | RenderError::Execution { .. }
+                ),
+                "{error:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn reserved_characters_are_refused_where_they_would_be_ambiguous() {
+    // A marker after a private-use character that is harmless in a UTF-8 template.
+    let template = "\u{F780}\u{F8F0}{{ hex .Secrets.plain }}";
+    assert_eq!(
+        render(Section::Files, template).unwrap_err(),
+        RenderError::ReservedCharacter { codepoint: 0xF8F0 }
+    );
+    // In a UTF-8 template, U+F780 is just text.
+    let out = render(Section::Files, "\u{F780}{{ hex .Secrets.dash-key | len }}");
+    assert!(
+        out.is_err(),
+        "dash in a field name is a syntax error as in Go"
+    );
+    let out = render(Section::Files, "\u{F780}{{ len .Secrets.plain.Cert }}").unwrap();
+    assert_eq!(out, "\u{F780}0".as_bytes());
+    // In a template that needs byte mapping, it would be ambiguous.
+    let template = [&[0xff][..], "\u{F780}{{ 1 }}".as_bytes()].concat();
+    assert_eq!(
+        render_bytes(Section::Files, &template).unwrap_err(),
+        RenderError::ReservedCharacter { codepoint: 0xF780 }
+    );
 }
