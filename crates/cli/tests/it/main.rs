@@ -1,1 +1,3 @@
-//! Integration tests of the `quarry` binary.
+//! Integration tests of the `quarry` binary, run as a process.
+
+mod manifest_check;

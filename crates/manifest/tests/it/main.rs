@@ -1,1 +1,10 @@
-//! Integration tests of the manifest crate.
+//! Integration tests of the manifest crate: every check with a passing and a failing case
+//! (written from the MarbleRun reference), decoding of the shapes MarbleRun users write, the
+//! `AzureHSMSealing` environment rule, update rules, and properties of the decoder.
+
+mod checks;
+mod decoding;
+mod hsm;
+mod props;
+mod support;
+mod updates;

@@ -1,0 +1,410 @@
+//! One passing and one failing case for every check of the reference (C1–C24, P1, P2). Each
+//! failing case asserts the exact set of (path, rule) it expects.
+
+use serde_json::json;
+
+use crate::support::{
+    alice_pem, assert_valid, assert_violations, base, bob_pem, check, data, recovery_pem,
+};
+
+const MRENCLAVE: &str = "6b2822ac2585040d4b9397675d54977a71ef292ab5b3c0a6acceca26074ae585";
+const MRSIGNER: &str = "43361affedeb75affee9baec7e054a5e14883213e5a121b67d74a0e12e9d2b7a";
+
+#[test]
+fn c1_packages_must_not_be_empty() {
+    let mut m = base();
+    m["Packages"]["other"] = json!({"UniqueID": MRENCLAVE});
+    assert_valid(&m);
+    let m = json!({"Packages": {}, "Marbles": {"web": {"Package": "pkg"}}});
+    assert_violations(
+        &m,
+        &[("Packages", "C1"), (r#"Marbles["web"].Package"#, "C3")],
+    );
+    let m = json!({"Marbles": {"web": {"Package": "pkg"}}});
+    assert_violations(
+        &m,
+        &[("Packages", "C1"), (r#"Marbles["web"].Package"#, "C3")],
+    );
+}
+
+#[test]
+fn c2_marbles_must_not_be_empty() {
+    assert_valid(&base());
+    let mut m = base();
+    m["Marbles"] = json!({});
+    assert_violations(&m, &[("Marbles", "C2")]);
+    m.as_object_mut().unwrap().remove("Marbles");
+    assert_violations(&m, &[("Marbles", "C2")]);
+}
+
+#[test]
+fn c3_marble_package_must_exist() {
+    assert_valid(&base());
+    let mut m = base();
+    m["Marbles"]["db"] = json!({"Package": "PKG"});
+    assert_violations(&m, &[(r#"Marbles["db"].Package"#, "C3")]);
+    m["Marbles"]["db"] = json!({});
+    assert_violations(&m, &[(r#"Marbles["db"].Package"#, "C3")]);
+}
+
+#[test]
+fn c4_unique_id_excludes_other_identity_fields() {
+    let mut m = base();
+    m["Packages"]["pkg"] = json!({"UniqueID": MRENCLAVE, "Debug": false});
+    assert_valid(&m);
+    for extra in [
+        json!({"SignerID": MRSIGNER}),
+        json!({"ProductID": 1}),
+        json!({"SecurityVersion": 0}),
+    ] {
+        let mut m = base();
+        for (k, v) in extra.as_object().unwrap() {
+            m["Packages"]["pkg"][k] = v.clone();
+        }
+        assert_violations(&m, &[(r#"Packages["pkg"]"#, "C4")]);
+    }
+}
+
+#[test]
+fn c4_debug_package_gets_a_warning_instead() {
+    let mut m = base();
+    m["Packages"]["pkg"] = json!({"UniqueID": MRENCLAVE, "SignerID": MRSIGNER, "Debug": true});
+    let report = check(&m);
+    assert!(report.is_valid(), "{:?}", report.violations);
+    assert_eq!(report.warnings.len(), 1);
+    assert_eq!(report.warnings[0].path.to_string(), r#"Packages["pkg"]"#);
+}
+
+#[test]
+fn c5_signer_identity_needs_all_three_fields() {
+    let mut m = base();
+    m["Packages"]["pkg"] = json!({"SignerID": MRSIGNER, "ProductID": 3, "SecurityVersion": 1});
+    assert_valid(&m);
+    m["Packages"]["pkg"] = json!({"SignerID": MRSIGNER, "ProductID": 3});
+    assert_violations(&m, &[(r#"Packages["pkg"]"#, "C5")]);
+    m["Packages"]["pkg"] = json!({});
+    assert_violations(&m, &[(r#"Packages["pkg"]"#, "C5")]);
+    // ProductID 0 and SecurityVersion 0 are set values, not missing ones.
+    m["Packages"]["pkg"] = json!({"SignerID": MRSIGNER, "ProductID": 0, "SecurityVersion": 0});
+    assert_valid(&m);
+}
+
+#[test]
+fn c5_debug_package_without_identity_is_accepted_with_a_warning() {
+    let mut m = base();
+    m["Packages"]["pkg"] = json!({"Debug": true});
+    let report = check(&m);
+    assert!(report.is_valid());
+    assert_eq!(report.warnings.len(), 1);
+}
+
+#[test]
+fn packages_no_marble_uses_are_not_checked() {
+    let mut m = base();
+    m["Packages"]["unused"] = json!({"SignerID": MRSIGNER});
+    assert_valid(&m);
+}
+
+#[test]
+fn c6_marble_tls_tags_must_exist() {
+    let mut m = base();
+    m["TLS"] = json!({"web": {"Incoming": [{"Port": "8443"}]}});
+    m["Marbles"]["web"]["TLS"] = json!(["web"]);
+    assert_valid(&m);
+    m["Marbles"]["web"]["TLS"] = json!(["web", "Web"]);
+    assert_violations(&m, &[(r#"Marbles["web"].TLS[1]"#, "C6")]);
+}
+
+#[test]
+fn c7_incoming_needs_a_port() {
+    let mut m = base();
+    m["TLS"] = json!({"t": {"Incoming": [{"Port": "1"}]}});
+    assert_valid(&m);
+    m["TLS"] = json!({"t": {"Incoming": [{"Port": "1"}, {"Addr": "x"}]}});
+    assert_violations(&m, &[(r#"TLS["t"].Incoming[1].Port"#, "C7/C10")]);
+}
+
+#[test]
+fn c8_incoming_cert_must_name_a_secret_and_disable_client_auth() {
+    let mut m = base();
+    m["Secrets"] = json!({"c": {"Type": "cert-ecdsa", "Size": 256}});
+    m["TLS"] = json!({"t": {"Incoming": [{"Port": "1", "Cert": "c", "DisableClientAuth": true}]}});
+    assert_valid(&m);
+    m["TLS"]["t"]["Incoming"][0]["Cert"] = json!("missing");
+    assert_violations(&m, &[(r#"TLS["t"].Incoming[0].Cert"#, "C8")]);
+    m["TLS"]["t"]["Incoming"][0] = json!({"Port": "1", "Cert": "c"});
+    assert_violations(&m, &[(r#"TLS["t"].Incoming[0].DisableClientAuth"#, "C8")]);
+}
+
+#[test]
+fn c9_incoming_without_cert_must_keep_client_auth() {
+    let mut m = base();
+    m["TLS"] = json!({"t": {"Incoming": [{"Port": "1", "DisableClientAuth": false}]}});
+    assert_valid(&m);
+    m["TLS"]["t"]["Incoming"][0]["DisableClientAuth"] = json!(true);
+    assert_violations(&m, &[(r#"TLS["t"].Incoming[0].DisableClientAuth"#, "C9")]);
+}
+
+#[test]
+fn c10_outgoing_needs_addr_and_port() {
+    let mut m = base();
+    m["TLS"] = json!({"t": {"Outgoing": [{"Port": "80", "Addr": "svc"}]}});
+    assert_valid(&m);
+    m["TLS"]["t"]["Outgoing"] = json!([{"Port": "80"}, {"Addr": "svc"}, {}]);
+    assert_violations(
+        &m,
+        &[
+            (r#"TLS["t"].Outgoing[0].Addr"#, "C7/C10"),
+            (r#"TLS["t"].Outgoing[1].Port"#, "C7/C10"),
+            (r#"TLS["t"].Outgoing[2].Addr"#, "C7/C10"),
+            (r#"TLS["t"].Outgoing[2].Port"#, "C7/C10"),
+        ],
+    );
+}
+
+#[test]
+fn c11_user_certificate_must_not_be_empty() {
+    let mut m = base();
+    m["Users"] = json!({"alice": {"Certificate": alice_pem()}});
+    assert_valid(&m);
+    m["Users"]["alice"]["Certificate"] = json!("");
+    assert_violations(&m, &[(r#"Users["alice"].Certificate"#, "C11")]);
+}
+
+#[test]
+fn c12_user_roles_must_exist() {
+    let mut m = base();
+    m["Roles"] = json!({"r": {"ResourceType": "Manifest", "Actions": ["UpdateManifest"]}});
+    m["Users"] = json!({"alice": {"Certificate": alice_pem(), "Roles": ["r"]}});
+    assert_valid(&m);
+    m["Users"]["alice"]["Roles"] = json!(["r", "R"]);
+    assert_violations(&m, &[(r#"Users["alice"].Roles[1]"#, "C12")]);
+}
+
+#[test]
+fn c13_user_certificates_must_differ() {
+    let mut m = base();
+    m["Users"] = json!({"alice": {"Certificate": alice_pem()}, "bob": {"Certificate": bob_pem()}});
+    assert_valid(&m);
+    m["Users"]["bob"]["Certificate"] = json!(alice_pem());
+    assert_violations(&m, &[(r#"Users["bob"].Certificate"#, "C13")]);
+}
+
+#[test]
+fn c14_package_roles() {
+    let mut m = base();
+    m["Roles"] = json!({"r": {"ResourceType": "Packages", "ResourceNames": ["pkg"], "Actions": ["updatesecurityversion"]}});
+    assert_valid(&m);
+    m["Roles"]["r"]["ResourceNames"] = json!(["pkg", "other"]);
+    assert_violations(&m, &[(r#"Roles["r"].ResourceNames[1]"#, "C14")]);
+    m["Roles"]["r"]["ResourceNames"] = json!(["pkg"]);
+    m["Roles"]["r"]["Actions"] = json!(["UpdateSecurityVersion", "ReadSecret"]);
+    assert_violations(&m, &[(r#"Roles["r"].Actions[1]"#, "C14-C16")]);
+}
+
+#[test]
+fn c15_secret_roles() {
+    let mut m = base();
+    m["Secrets"] = json!({
+        "shared": {"Type": "symmetric-key", "Size": 128, "Shared": true},
+        "unique": {"Type": "symmetric-key", "Size": 128},
+        "user": {"Type": "plain", "UserDefined": true}
+    });
+    m["Roles"] = json!({
+        "read": {"ResourceType": "Secrets", "ResourceNames": ["shared", "user"], "Actions": ["ReadSecret"]},
+        "write": {"ResourceType": "Secrets", "ResourceNames": ["user"], "Actions": ["writesecret", "READSECRET"]}
+    });
+    assert_valid(&m);
+
+    let mut bad = m.clone();
+    bad["Roles"]["read"]["ResourceNames"] = json!(["shared", "unique", "nope"]);
+    assert_violations(
+        &bad,
+        &[
+            (r#"Roles["read"].ResourceNames[1]"#, "C15"),
+            (r#"Roles["read"].ResourceNames[2]"#, "C15"),
+        ],
+    );
+    let mut bad = m.clone();
+    bad["Roles"]["write"]["ResourceNames"] = json!(["user", "shared"]);
+    assert_violations(&bad, &[(r#"Roles["write"].ResourceNames[1]"#, "C15")]);
+    let mut bad = m.clone();
+    bad["Roles"]["write"]["Actions"] = json!(["WriteSecret", "UpdateManifest"]);
+    assert_violations(&bad, &[(r#"Roles["write"].Actions[1]"#, "C14-C16")]);
+}
+
+#[test]
+fn c16_manifest_roles() {
+    let mut m = base();
+    m["Roles"] = json!({"r": {"ResourceType": "Manifest", "Actions": ["UpdateManifest"]}});
+    assert_valid(&m);
+    m["Roles"]["r"]["ResourceNames"] = json!(["pkg"]);
+    assert_violations(&m, &[(r#"Roles["r"].ResourceNames"#, "C16")]);
+    m["Roles"]["r"]["ResourceNames"] = json!([]);
+    m["Roles"]["r"]["Actions"] = json!(["UpdateSecurityVersion"]);
+    assert_violations(&m, &[(r#"Roles["r"].Actions[0]"#, "C14-C16")]);
+}
+
+#[test]
+fn c17_resource_type_is_case_sensitive() {
+    let mut m = base();
+    m["Roles"] = json!({"r": {"ResourceType": "Secrets", "Actions": ["ReadSecret"]}});
+    assert_valid(&m);
+    m["Roles"]["r"]["ResourceType"] = json!("secrets");
+    assert_violations(&m, &[(r#"Roles["r"].ResourceType"#, "C17")]);
+    m["Roles"]["r"]["ResourceType"] = json!("");
+    assert_violations(&m, &[(r#"Roles["r"].ResourceType"#, "C17")]);
+}
+
+#[test]
+fn c18_secret_type_must_be_known() {
+    let mut m = base();
+    m["Secrets"] = json!({
+        "a": {"Type": "symmetric-key", "Size": 8}, "b": {"Type": "cert-rsa", "Size": 2048},
+        "c": {"Type": "cert-ecdsa", "Size": 256}, "d": {"Type": "cert-ed25519"},
+        "e": {"Type": "plain", "UserDefined": true}
+    });
+    assert_valid(&m);
+    m["Secrets"]["a"]["Type"] = json!("Symmetric-Key");
+    m["Secrets"]["b"] = json!({"Size": 8});
+    assert_violations(
+        &m,
+        &[
+            (r#"Secrets["a"].Type"#, "C18"),
+            (r#"Secrets["b"].Type"#, "C18"),
+        ],
+    );
+}
+
+#[test]
+fn c19_valid_for_and_not_after_exclude_each_other_for_certificates() {
+    let mut m = base();
+    m["Secrets"] = json!({
+        "c": {"Type": "cert-ecdsa", "Size": 256, "ValidFor": 7},
+        "d": {"Type": "cert-ecdsa", "Size": 256, "Cert": {"NotAfter": "2030-01-01T00:00:00Z"}},
+        "k": {"Type": "symmetric-key", "Size": 128, "ValidFor": 7,
+              "Cert": {"NotAfter": "2030-01-01T00:00:00Z"}}
+    });
+    assert_valid(&m);
+    m["Secrets"]["d"]["ValidFor"] = json!(1);
+    assert_violations(&m, &[(r#"Secrets["d"].ValidFor"#, "C19")]);
+    // A certificate given as DER always has a NotAfter.
+    m["Secrets"]["d"] =
+        json!({"Type": "cert-rsa", "ValidFor": 1, "Cert": data("server-cert.der.b64")});
+    assert_violations(&m, &[(r#"Secrets["d"].ValidFor"#, "C19")]);
+}
+
+fn with_updaters(threshold: u64) -> serde_json::Value {
+    let mut m = base();
+    m["Roles"] = json!({
+        "update": {"ResourceType": "Manifest", "Actions": ["UpdateManifest"]},
+        "other": {"ResourceType": "Manifest", "Actions": []}
+    });
+    m["Users"] = json!({
+        "alice": {"Certificate": alice_pem(), "Roles": ["update", "other"]},
+        "bob": {"Certificate": bob_pem(), "Roles": ["other"]}
+    });
+    m["Config"] = json!({"UpdateThreshold": threshold});
+    m
+}
+
+#[test]
+fn c20_update_threshold_at_most_the_number_of_updaters() {
+    assert_valid(&with_updaters(0));
+    assert_valid(&with_updaters(1));
+    assert_violations(&with_updaters(2), &[("Config.UpdateThreshold", "C20")]);
+    let mut m = with_updaters(2);
+    m["Users"]["bob"]["Roles"] = json!(["update"]);
+    assert_valid(&m);
+}
+
+#[test]
+fn c21_seal_mode_is_exact() {
+    for mode in ["", "ProductKey", "UniqueKey", "Disabled"] {
+        let mut m = base();
+        m["Config"] = json!({"SealMode": mode});
+        assert_valid(&m);
+    }
+    let mut m = base();
+    m["Config"] = json!({"SealMode": "uniquekey"});
+    assert_violations(&m, &[("Config.SealMode", "C21")]);
+}
+
+#[test]
+fn c22_feature_gates_are_known_case_insensitively() {
+    let mut m = base();
+    m["Config"] = json!({"FeatureGates": ["signquoteendpoint", "MonotonicCounter"]});
+    assert_valid(&m);
+    m["Config"]["FeatureGates"] = json!(["MonotonicCounter", "Monotonic"]);
+    assert_violations(&m, &[("Config.FeatureGates[1]", "C22")]);
+}
+
+#[test]
+fn c23_recovery_threshold_at_most_the_number_of_keys() {
+    let mut m = base();
+    m["RecoveryKeys"] = json!({"a": recovery_pem(), "b": recovery_pem()});
+    m["Config"] = json!({"RecoveryThreshold": 2});
+    assert_valid(&m);
+    m["Config"]["RecoveryThreshold"] = json!(3);
+    assert_violations(&m, &[("Config.RecoveryThreshold", "C23")]);
+}
+
+#[test]
+fn c24_recovery_threshold_one_is_refused() {
+    let mut m = base();
+    m["RecoveryKeys"] = json!({"a": recovery_pem()});
+    m["Config"] = json!({"RecoveryThreshold": 0});
+    assert_valid(&m);
+    m["Config"]["RecoveryThreshold"] = json!(1);
+    assert_violations(&m, &[("Config.RecoveryThreshold", "C24")]);
+}
+
+#[test]
+fn p1_user_certificates_must_be_pem_certificates() {
+    let mut m = base();
+    // Text before the PEM block is skipped, as Go's pem.Decode does.
+    m["Users"] = json!({"alice": {"Certificate": format!("alice's cert\n{}", alice_pem())}});
+    assert_valid(&m);
+    for bad in ["not pem".to_owned(), recovery_pem()] {
+        m["Users"]["alice"]["Certificate"] = json!(bad);
+        assert_violations(&m, &[(r#"Users["alice"].Certificate"#, "P1")]);
+    }
+}
+
+#[test]
+fn p2_recovery_keys_must_be_pem_rsa_public_keys() {
+    let mut m = base();
+    m["RecoveryKeys"] = json!({"k": recovery_pem()});
+    assert_valid(&m);
+    for bad in [
+        "garbage".to_owned(),
+        alice_pem(),
+        data("ec.pub"),
+        data("recovery-512.pub"),
+    ] {
+        m["RecoveryKeys"]["k"] = json!(bad);
+        assert_violations(&m, &[(r#"RecoveryKeys["k"]"#, "P2")]);
+    }
+}
+
+#[test]
+fn reports_every_problem_at_once() {
+    let report = check(&serde_json::from_str(&data("invalid.json")).unwrap());
+    let mut paths: Vec<String> = report
+        .violations
+        .iter()
+        .map(|v| format!("{} {}", v.path, v.error.rule()))
+        .collect();
+    paths.sort();
+    assert_eq!(
+        paths,
+        [
+            "Config.RecoveryThreshold C24",
+            "Config.SealMode C21",
+            r#"Marbles["backendFirst"].TLS[1] C6"#,
+            r#"Marbles["frontend"].Package C3"#,
+            r#"Roles["secretReader"].ResourceNames[2] C15"#,
+            r#"Secrets["apiKey"].Type C18"#,
+        ]
+    );
+}
