@@ -96,9 +96,10 @@ pub struct KeyCreateArgs {
 /// Arguments of `hsm provision`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ProvisionArgs {
-    /// The emulator's URL as the Coordinator reaches it (`https://localhost:PORT`).
+    /// The emulator's URL as the Coordinator reaches it (`https://localhost:PORT`); the
+    /// `--emulator-url` of `hsm` if absent.
     #[arg(long)]
-    pub url: String,
+    pub url: Option<String>,
     /// The release policy file (its authority becomes the MAA issuer).
     #[arg(long)]
     pub policy: String,
@@ -178,7 +179,7 @@ fn create_key(hsm: &Hsm, base_url: &str, args: &KeyCreateArgs) -> anyhow::Result
 pub fn run(state_dir: &Path, base_url: &str, command: &HsmCommand) -> anyhow::Result<Value> {
     let hsm = || open_hsm(state_dir, base_url);
     match command {
-        HsmCommand::Provision(args) => provision(state_dir, args),
+        HsmCommand::Provision(args) => provision(state_dir, base_url, args),
         HsmCommand::Create {
             hsm_name,
             administrators,
@@ -227,14 +228,19 @@ fn assignment_json(a: &super::Assignment) -> Value {
     })
 }
 
-/// Sets up the guide's steps 2 to 8 and writes the Coordinator's env file: names the HSM, sets
+/// Sets up the guide's steps 2 to 8 (for the emulator at `args.url`, else `base_url`) and writes the Coordinator's env file: names the HSM, sets
 /// the MAA issuer to the policy's authority (so the guide's `policy.json` works unchanged
 /// against loopback), creates the exportable `oct-HSM` key with the policy, creates the
 /// Coordinator's service principal and gives it "Managed HSM Crypto Service Release User" on
 /// the key. The env file (mode 0600: it holds the client secret) has every `EDG_*` variable the
 /// Coordinator needs plus `QUARRY_AZURE_CA_FILE` and `EDG_AZURE_AUTHORITY_HOST`.
-pub fn provision(state_dir: &Path, args: &ProvisionArgs) -> anyhow::Result<Value> {
-    let url = args.url.trim_end_matches('/').to_owned();
+pub fn provision(state_dir: &Path, base_url: &str, args: &ProvisionArgs) -> anyhow::Result<Value> {
+    let url = args
+        .url
+        .as_deref()
+        .unwrap_or(base_url)
+        .trim_end_matches('/')
+        .to_owned();
     let (_, policy) = read_policy(&args.policy)?;
     let authority = policy
         .any_of

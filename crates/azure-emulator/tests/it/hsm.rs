@@ -15,7 +15,10 @@ use crate::hsm_support::{
 const V: &str = "api-version=7.4";
 
 fn now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
 }
 
 /// Releases `path` with `body`; returns status and body.
@@ -46,8 +49,9 @@ async fn answers_without_a_token_with_exactly_one_challenge() {
         assert!(headers.contains_key("x-ms-request-id"));
     }
 
-    let (status, headers, body) =
-        p.call_raw(Method::GET, &format!("/keys/k?{V}"), "not-a-token", None).await;
+    let (status, headers, body) = p
+        .call_raw(Method::GET, &format!("/keys/k?{V}"), "not-a-token", None)
+        .await;
     assert_eq!(status, 401);
     assert_eq!(headers.get_all("www-authenticate").iter().count(), 1);
     assert_eq!(body["error"]["code"], "Unauthorized");
@@ -64,8 +68,10 @@ async fn creates_reads_updates_and_imports_keys() {
             Method::POST,
             &format!("/keys/k1/create?{V}"),
             &admin,
-            Some(&json!({"kty": "oct-HSM", "key_size": 256, "attributes": {"exportable": true},
-                "key_ops": ["wrapKey", "unwrapKey"], "release_policy": {"data": policy}})),
+            Some(
+                &json!({"kty": "oct-HSM", "key_size": 256, "attributes": {"exportable": true},
+                "key_ops": ["wrapKey", "unwrapKey"], "release_policy": {"data": policy}}),
+            ),
         )
         .await;
     assert_eq!(status, 200, "{created}");
@@ -73,39 +79,83 @@ async fn creates_reads_updates_and_imports_keys() {
     let version = kid.rsplit('/').next().unwrap().to_owned();
     assert_eq!(kid, format!("{}/keys/k1/{version}", p.emu.base));
     assert_eq!(version.len(), 32);
-    assert!(version.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+    assert!(
+        version
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    );
     assert_eq!(created["key"]["kty"], "oct-HSM");
     assert_eq!(created["attributes"]["exportable"], true);
-    assert_eq!(created["attributes"]["recoveryLevel"], "CustomizedRecoverable+Purgeable");
-    assert_eq!(created["release_policy"]["contentType"], "application/json; charset=utf-8");
+    assert_eq!(
+        created["attributes"]["recoveryLevel"],
+        "CustomizedRecoverable+Purgeable"
+    );
+    assert_eq!(
+        created["release_policy"]["contentType"],
+        "application/json; charset=utf-8"
+    );
     assert_eq!(created["release_policy"]["immutable"], false);
-    let stored = crate::hsm_real::b64url_decode(created["release_policy"]["data"].as_str().unwrap());
-    assert!(String::from_utf8(stored).unwrap().starts_with(r#"{"anyOf":[{"allOf":"#));
+    let stored =
+        crate::hsm_real::b64url_decode(created["release_policy"]["data"].as_str().unwrap());
+    assert!(
+        String::from_utf8(stored)
+            .unwrap()
+            .starts_with(r#"{"anyOf":[{"allOf":"#)
+    );
 
-    for path in [format!("/keys/k1?{V}"), format!("/keys/k1/?{V}"), format!("/keys/K1/{version}?{V}")] {
+    for path in [
+        format!("/keys/k1?{V}"),
+        format!("/keys/k1/?{V}"),
+        format!("/keys/K1/{version}?{V}"),
+    ] {
         let (status, got) = p.call(Method::GET, &path, &admin, None).await;
         assert_eq!(status, 200, "{path}: {got}");
         assert_eq!(got["key"]["kid"], kid.as_str(), "{path}");
     }
-    let (status, missing) = p.call(Method::GET, &format!("/keys/nope?{V}"), &admin, None).await;
-    assert_eq!((status, missing["error"]["code"].as_str()), (404, Some("KeyNotFound")));
+    let (status, missing) = p
+        .call(Method::GET, &format!("/keys/nope?{V}"), &admin, None)
+        .await;
+    assert_eq!(
+        (status, missing["error"]["code"].as_str()),
+        (404, Some("KeyNotFound"))
+    );
 
     let (status, updated) = p
-        .call(Method::PATCH, &format!("/keys/k1/{version}?{V}"), &admin, Some(&json!({"tags": {"a": "b"}})))
+        .call(
+            Method::PATCH,
+            &format!("/keys/k1/{version}?{V}"),
+            &admin,
+            Some(&json!({"tags": {"a": "b"}})),
+        )
         .await;
     assert_eq!(status, 200, "{updated}");
     assert_eq!(updated["tags"]["a"], "b");
 
     let (status, second) = p
-        .call(Method::POST, &format!("/keys/k1/create?{V}"), &admin, Some(&json!({"kty": "RSA-HSM"})))
+        .call(
+            Method::POST,
+            &format!("/keys/k1/create?{V}"),
+            &admin,
+            Some(&json!({"kty": "RSA-HSM"})),
+        )
         .await;
     assert_eq!(status, 200, "{second}");
     assert_eq!(second["key"]["e"], "AQAB");
-    let (_, latest) = p.call(Method::GET, &format!("/keys/k1/?{V}"), &admin, None).await;
-    assert_eq!(latest["key"]["kid"], second["key"]["kid"], "the latest version is the newest");
+    let (_, latest) = p
+        .call(Method::GET, &format!("/keys/k1/?{V}"), &admin, None)
+        .await;
+    assert_eq!(
+        latest["key"]["kid"], second["key"]["kid"],
+        "the latest version is the newest"
+    );
 
     let (status, ec) = p
-        .call(Method::POST, &format!("/keys/e1/create?{V}"), &admin, Some(&json!({"kty": "EC-HSM", "crv": "P-384"})))
+        .call(
+            Method::POST,
+            &format!("/keys/e1/create?{V}"),
+            &admin,
+            Some(&json!({"kty": "EC-HSM", "crv": "P-384"})),
+        )
         .await;
     assert_eq!((status, ec["key"]["crv"].as_str()), (200, Some("P-384")));
 
@@ -120,9 +170,14 @@ async fn creates_reads_updates_and_imports_keys() {
         )
         .await;
     assert_eq!(status, 200, "{imported}");
-    assert!(imported["key"].get("k").is_none(), "no key material in responses");
+    assert!(
+        imported["key"].get("k").is_none(),
+        "no key material in responses"
+    );
 
-    let (status, list) = p.call(Method::GET, &format!("/keys?{V}"), &admin, None).await;
+    let (status, list) = p
+        .call(Method::GET, &format!("/keys?{V}"), &admin, None)
+        .await;
     assert_eq!(status, 200);
     assert_eq!(list["value"].as_array().unwrap().len(), 4, "{list}");
 }
@@ -134,19 +189,38 @@ async fn refuses_bad_keys_and_policies_with_azures_codes() {
     let create = |body: Value| {
         let admin = admin.clone();
         let p = &p;
-        async move { p.call(Method::POST, &format!("/keys/bad/create?{V}"), &admin, Some(&body)).await }
+        async move {
+            p.call(
+                Method::POST,
+                &format!("/keys/bad/create?{V}"),
+                &admin,
+                Some(&body),
+            )
+            .await
+        }
     };
-    let no_version = b64url(br#"{"anyOf":[{"authority":"https://a","allOf":[{"claim":"x","equals":1}]}]}"#);
+    let no_version =
+        b64url(br#"{"anyOf":[{"authority":"https://a","allOf":[{"claim":"x","equals":1}]}]}"#);
     let unknown_op = b64url(
         br#"{"version":"1.0.0","anyOf":[{"authority":"https://a","allOf":[{"claim":"x","equal":1}]}]}"#,
     );
     for (body, needle) in [
-        (json!({"kty": "oct-HSM", "attributes": {"exportable": true}}), "AKV.SKR.1004"),
-        (json!({"kty": "oct-HSM", "attributes": {"exportable": true}, "release_policy": {"data": no_version}}),
-            "missing member \\\"version\\\""),
-        (json!({"kty": "oct-HSM", "attributes": {"exportable": true}, "release_policy": {"data": unknown_op}}),
-            "unknown operator \\\"equal\\\""),
-        (json!({"kty": "oct-HSM", "release_policy": {"data": "not base64!"}}), "base64url"),
+        (
+            json!({"kty": "oct-HSM", "attributes": {"exportable": true}}),
+            "AKV.SKR.1004",
+        ),
+        (
+            json!({"kty": "oct-HSM", "attributes": {"exportable": true}, "release_policy": {"data": no_version}}),
+            "missing member \\\"version\\\"",
+        ),
+        (
+            json!({"kty": "oct-HSM", "attributes": {"exportable": true}, "release_policy": {"data": unknown_op}}),
+            "unknown operator \\\"equal\\\"",
+        ),
+        (
+            json!({"kty": "oct-HSM", "release_policy": {"data": "not base64!"}}),
+            "base64url",
+        ),
         (json!({"kty": "DES"}), "invalid kty"),
         (json!({"kty": 5}), "invalid request body"),
     ] {
@@ -159,17 +233,43 @@ async fn refuses_bad_keys_and_policies_with_azures_codes() {
     }
 
     let (status, err) = p.call(Method::GET, "/keys/bad", &admin, None).await;
-    assert_eq!((status, err["error"]["code"].as_str()), (400, Some("BadParameter")), "no api-version");
-    let (status, _) = p.call(Method::GET, "/keys/bad?api-version=7.2", &admin, None).await;
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (400, Some("BadParameter")),
+        "no api-version"
+    );
+    let (status, _) = p
+        .call(Method::GET, "/keys/bad?api-version=7.2", &admin, None)
+        .await;
     assert_eq!(status, 400, "unknown api-version");
     let big = "x".repeat(300 * 1024);
-    let (status, _, err) =
-        p.call_raw(Method::POST, &format!("/keys/bad/create?{V}"), &admin, Some(big)).await;
-    assert_eq!((status, err["error"]["code"].as_str()), (413, Some("RequestBodyTooLarge")));
-    let (status, _, err) =
-        p.call_raw(Method::POST, &format!("/keys/bad/create?{V}"), &admin, Some("{".into())).await;
-    assert_eq!((status, err["error"]["code"].as_str()), (400, Some("BadParameter")));
-    let (status, _) = p.call(Method::DELETE, &format!("/keys/bad?{V}"), &admin, None).await;
+    let (status, _, err) = p
+        .call_raw(
+            Method::POST,
+            &format!("/keys/bad/create?{V}"),
+            &admin,
+            Some(big),
+        )
+        .await;
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (413, Some("RequestBodyTooLarge"))
+    );
+    let (status, _, err) = p
+        .call_raw(
+            Method::POST,
+            &format!("/keys/bad/create?{V}"),
+            &admin,
+            Some("{".into()),
+        )
+        .await;
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (400, Some("BadParameter"))
+    );
+    let (status, _) = p
+        .call(Method::DELETE, &format!("/keys/bad?{V}"), &admin, None)
+        .await;
     assert_eq!(status, 405);
 }
 
@@ -182,18 +282,32 @@ async fn releases_through_every_url_form_and_enc() {
     let ca = std::fs::read(p.emu.state_dir().join("ca.pem")).unwrap();
     let name = p.key_name().to_owned();
     let admin = p.token(&p.admin).await;
-    let (_, bundle) = p.call(Method::GET, &format!("/keys/{name}?{V}"), &admin, None).await;
+    let (_, bundle) = p
+        .call(Method::GET, &format!("/keys/{name}?{V}"), &admin, None)
+        .await;
     let versioned_kid = bundle["key"]["kid"].as_str().unwrap().to_owned();
     let version = versioned_kid.rsplit('/').next().unwrap().to_owned();
 
     let mut released_keys = Vec::new();
     for (path, kid, body, enc) in [
-        (format!("/keys/{name}/release?{V}"), format!("{}/keys/{name}", p.emu.base), json!({"target": maa}),
-            "CKM_RSA_AES_KEY_WRAP"),
-        (format!("/keys/{name}//release?api-version=2025-07-01"), format!("{}/keys/{name}", p.emu.base),
-            json!({"target": maa, "enc": "RSA_AES_KEY_WRAP_256", "nonce": "n1"}), "RSA_AES_KEY_WRAP_256"),
-        (format!("/keys/{name}/{version}/release?api-version=7.3"), versioned_kid.clone(),
-            json!({"enc": "RSA_AES_KEY_WRAP_384", "nonce": "n2", "target": maa}), "RSA_AES_KEY_WRAP_384"),
+        (
+            format!("/keys/{name}/release?{V}"),
+            format!("{}/keys/{name}", p.emu.base),
+            json!({"target": maa}),
+            "CKM_RSA_AES_KEY_WRAP",
+        ),
+        (
+            format!("/keys/{name}//release?api-version=2025-07-01"),
+            format!("{}/keys/{name}", p.emu.base),
+            json!({"target": maa, "enc": "RSA_AES_KEY_WRAP_256", "nonce": "n1"}),
+            "RSA_AES_KEY_WRAP_256",
+        ),
+        (
+            format!("/keys/{name}/{version}/release?api-version=7.3"),
+            versioned_kid.clone(),
+            json!({"enc": "RSA_AES_KEY_WRAP_384", "nonce": "n2", "target": maa}),
+            "RSA_AES_KEY_WRAP_384",
+        ),
     ] {
         let (status, result) = release(&p, &path, &token, body.clone()).await;
         assert_eq!(status, 200, "{path}: {result}");
@@ -203,12 +317,25 @@ async fn releases_through_every_url_form_and_enc() {
         let request = &r.payload["request"];
         assert_eq!(request["enc"], enc, "{path}");
         assert_eq!(request["kid"], kid.as_str(), "{path}");
-        assert_eq!(request["nonce"], body.get("nonce").cloned().unwrap_or(Value::Null));
+        assert_eq!(
+            request["nonce"],
+            body.get("nonce").cloned().unwrap_or(Value::Null)
+        );
         assert!(request.get("target").is_none(), "the token is never echoed");
-        assert_eq!(request["api-version"], path.split("api-version=").nth(1).unwrap());
-        assert_eq!(r.key_hsm["header"], json!({"alg": "dir", "enc": enc, "kid": "quarry-test-kek"}));
+        assert_eq!(
+            request["api-version"],
+            path.split("api-version=").nth(1).unwrap()
+        );
+        assert_eq!(
+            r.key_hsm["header"],
+            json!({"alg": "dir", "enc": enc, "kid": "quarry-test-kek"})
+        );
         assert_eq!(r.key_hsm["schema_version"], "1.0");
-        assert_eq!(r.ciphertext.len(), 296, "256-byte RSA part and 40-byte AES-KWP of 32 bytes");
+        assert_eq!(
+            r.ciphertext.len(),
+            296,
+            "256-byte RSA part and 40-byte AES-KWP of 32 bytes"
+        );
         let key = &r.payload["response"]["key"];
         assert_eq!(key["key"]["kty"], "oct");
         assert_eq!(key["key"]["kid"], versioned_kid.as_str());
@@ -216,7 +343,10 @@ async fn releases_through_every_url_form_and_enc() {
         released_keys.push(kek.unwrap(enc, &r.ciphertext));
     }
     assert_eq!(released_keys[0].len(), 32);
-    assert!(released_keys.iter().all(|k| *k == released_keys[0]), "every release opens to the same key");
+    assert!(
+        released_keys.iter().all(|k| *k == released_keys[0]),
+        "every release opens to the same key"
+    );
 }
 
 #[tokio::test]
@@ -224,22 +354,59 @@ async fn rbac_lets_the_release_user_release_but_not_read() {
     let p = Provisioned::start();
     let coordinator = p.token(&p.coordinator()).await;
     let name = p.key_name().to_owned();
-    let (status, err) = p.call(Method::GET, &format!("/keys/{name}?{V}"), &coordinator, None).await;
-    assert_eq!((status, err["error"]["code"].as_str()), (403, Some("AccessDenied")), "{err}");
-    assert!(err["error"]["message"].as_str().unwrap().contains("keys/read/action"));
+    let (status, err) = p
+        .call(
+            Method::GET,
+            &format!("/keys/{name}?{V}"),
+            &coordinator,
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (403, Some("AccessDenied")),
+        "{err}"
+    );
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("keys/read/action")
+    );
 
     let (status, err) = p
-        .call(Method::POST, &format!("/keys/other/create?{V}"), &coordinator, Some(&json!({"kty": "oct-HSM"})))
+        .call(
+            Method::POST,
+            &format!("/keys/other/create?{V}"),
+            &coordinator,
+            Some(&json!({"kty": "oct-HSM"})),
+        )
         .await;
     assert_eq!(status, 403, "{err}");
 
     let nobody = p.emu.create_sp("nobody");
     let nobody = p.token(&(nobody.0, nobody.1)).await;
-    let (status, err) = release(&p, &format!("/keys/{name}/release?{V}"), &nobody, json!({"target": "x"})).await;
-    assert_eq!((status, err["error"]["code"].as_str()), (403, Some("AccessDenied")), "{err}");
+    let (status, err) = release(
+        &p,
+        &format!("/keys/{name}/release?{V}"),
+        &nobody,
+        json!({"target": "x"}),
+    )
+    .await;
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (403, Some("AccessDenied")),
+        "{err}"
+    );
 
     // RBAC comes before existence: a release user learns nothing about other keys.
-    let (status, _) = release(&p, &format!("/keys/ghost/release?{V}"), &coordinator, json!({"target": "x"})).await;
+    let (status, _) = release(
+        &p,
+        &format!("/keys/ghost/release?{V}"),
+        &coordinator,
+        json!({"target": "x"}),
+    )
+    .await;
     assert_eq!(status, 403);
 }
 
@@ -251,25 +418,48 @@ async fn the_policy_refusals_hold_through_the_hsm() {
     let path = format!("/keys/{}/release?{V}", p.key_name());
     let other_signer = "a595c6c5805da0c9c4cb920334d354aeaee2207e479dff679d5f360375f557dd";
     let cases = [
-        ("x-ms-sgx-svn", { let mut i = seed_identity(); i.isv_svn = 1; i }),
-        ("x-ms-sgx-is-debuggable", { let mut i = seed_identity(); i.debug = true; i }),
+        ("x-ms-sgx-svn", {
+            let mut i = seed_identity();
+            i.isv_svn = 1;
+            i
+        }),
+        ("x-ms-sgx-is-debuggable", {
+            let mut i = seed_identity();
+            i.debug = true;
+            i
+        }),
         ("x-ms-sgx-mrsigner", {
             let mut i = seed_identity();
-            i.mrsigner.copy_from_slice(&hex::decode(other_signer).unwrap());
+            i.mrsigner
+                .copy_from_slice(&hex::decode(other_signer).unwrap());
             i
         }),
     ];
     for (claim, identity) in cases {
         let maa = maa_token(&p.emu, &identity, &kek.runtime_data).await;
         let (status, err) = release(&p, &path, &token, json!({"target": maa})).await;
-        assert_eq!((status, err["error"]["code"].as_str()), (403, Some("Forbidden")), "{claim}: {err}");
+        assert_eq!(
+            (status, err["error"]["code"].as_str()),
+            (403, Some("Forbidden")),
+            "{claim}: {err}"
+        );
         let message = err["error"]["message"].as_str().unwrap();
-        assert!(message.contains(&format!("claim {claim} is")), "{claim}: {message}");
+        assert!(
+            message.contains(&format!("claim {claim} is")),
+            "{claim}: {message}"
+        );
         let explanation = err["error"]["explanation"].as_str().unwrap();
-        assert!(explanation.contains("[not met]") && explanation.contains(claim), "{explanation}");
+        assert!(
+            explanation.contains("[not met]") && explanation.contains(claim),
+            "{explanation}"
+        );
         // Only the one claim fails.
         assert_eq!(explanation.matches("] claim").count(), 4, "{explanation}");
-        assert_eq!(explanation.matches("[not met] claim").count(), 1, "{explanation}");
+        assert_eq!(
+            explanation.matches("[not met] claim").count(),
+            1,
+            "{explanation}"
+        );
     }
 
     let maa = maa_token(&p.emu, &seed_identity(), &kek.runtime_data).await;
@@ -281,10 +471,19 @@ async fn the_policy_refusals_hold_through_the_hsm() {
 fn sign(pkcs8: &[u8], kid: &str, claims: &Map<String, Value>) -> String {
     let key = aws_lc_rs::rsa::KeyPair::from_pkcs8(pkcs8).unwrap();
     let header = json!({"alg": "RS256", "jku": "https://x/certs", "kid": kid, "typ": "JWT"});
-    let input = format!("{}.{}", b64url(header.to_string().as_bytes()), b64url(Value::Object(claims.clone()).to_string().as_bytes()));
+    let input = format!(
+        "{}.{}",
+        b64url(header.to_string().as_bytes()),
+        b64url(Value::Object(claims.clone()).to_string().as_bytes())
+    );
     let mut sig = vec![0u8; key.public_modulus_len()];
-    key.sign(&aws_lc_rs::signature::RSA_PKCS1_SHA256, &aws_lc_rs::rand::SystemRandom::new(), input.as_bytes(), &mut sig)
-        .unwrap();
+    key.sign(
+        &aws_lc_rs::signature::RSA_PKCS1_SHA256,
+        &aws_lc_rs::rand::SystemRandom::new(),
+        input.as_bytes(),
+        &mut sig,
+    )
+    .unwrap();
     format!("{input}.{}", b64url(&sig))
 }
 
@@ -303,7 +502,13 @@ async fn refuses_forged_expired_and_foreign_tokens() {
 
     // Re-signed with the real MAA key, the claims are accepted: the forgeries below differ
     // only in what they test.
-    let (status, body) = release(&p, &path, &token, json!({"target": sign(&maa_key, kid, &claims)})).await;
+    let (status, body) = release(
+        &p,
+        &path,
+        &token,
+        json!({"target": sign(&maa_key, kid, &claims)}),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
 
     let other = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
@@ -313,29 +518,90 @@ async fn refuses_forged_expired_and_foreign_tokens() {
     expired.insert("nbf".into(), (now() - 7200).into());
     expired.insert("exp".into(), (now() - 3600).into());
     let mut foreign = claims.clone();
-    foreign.insert("iss".into(), "https://sharedeus.eus.attest.azure.net".into());
+    foreign.insert(
+        "iss".into(),
+        "https://sharedeus.eus.attest.azure.net".into(),
+    );
     let mut no_runtime = claims.clone();
     no_runtime.remove("x-ms-runtime");
 
     for (what, target, status, code, needle) in [
-        ("another key", sign(other.as_ref(), kid, &claims), 403, "Forbidden", "signature does not verify"),
-        ("expired", sign(&maa_key, kid, &expired), 403, "Forbidden", "expired"),
-        ("unknown issuer", sign(&maa_key, kid, &foreign), 403, "Forbidden", "not a known attestation authority"),
-        ("unknown kid", sign(&maa_key, "nope", &claims), 403, "Forbidden", "no key with kid"),
-        ("no wrapping key", sign(&maa_key, kid, &no_runtime), 400, "BadParameter", "x-ms-runtime.keys"),
-        ("not a jwt", "garbage".to_owned(), 400, "BadParameter", "not a valid JWT"),
+        (
+            "another key",
+            sign(other.as_ref(), kid, &claims),
+            403,
+            "Forbidden",
+            "signature does not verify",
+        ),
+        (
+            "expired",
+            sign(&maa_key, kid, &expired),
+            403,
+            "Forbidden",
+            "expired",
+        ),
+        (
+            "unknown issuer",
+            sign(&maa_key, kid, &foreign),
+            403,
+            "Forbidden",
+            "not a known attestation authority",
+        ),
+        (
+            "unknown kid",
+            sign(&maa_key, "nope", &claims),
+            403,
+            "Forbidden",
+            "no key with kid",
+        ),
+        (
+            "no wrapping key",
+            sign(&maa_key, kid, &no_runtime),
+            400,
+            "BadParameter",
+            "x-ms-runtime.keys",
+        ),
+        (
+            "not a jwt",
+            "garbage".to_owned(),
+            400,
+            "BadParameter",
+            "not a valid JWT",
+        ),
     ] {
         let (got, err) = release(&p, &path, &token, json!({"target": target})).await;
-        assert_eq!((got, err["error"]["code"].as_str()), (status, Some(code)), "{what}: {err}");
-        assert!(err["error"]["message"].as_str().unwrap().contains(needle), "{what}: {err}");
+        assert_eq!(
+            (got, err["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{what}: {err}"
+        );
+        assert!(
+            err["error"]["message"].as_str().unwrap().contains(needle),
+            "{what}: {err}"
+        );
     }
     for (what, body, needle) in [
-        ("missing target", json!({"enc": "RSA_AES_KEY_WRAP_256"}), "'target'"),
-        ("unknown enc", json!({"target": good, "enc": "RSA1_5"}), "invalid enc"),
+        (
+            "missing target",
+            json!({"enc": "RSA_AES_KEY_WRAP_256"}),
+            "'target'",
+        ),
+        (
+            "unknown enc",
+            json!({"target": good, "enc": "RSA1_5"}),
+            "invalid enc",
+        ),
     ] {
         let (got, err) = release(&p, &path, &token, body).await;
-        assert_eq!((got, err["error"]["code"].as_str()), (400, Some("BadParameter")), "{what}: {err}");
-        assert!(err["error"]["message"].as_str().unwrap().contains(needle), "{what}: {err}");
+        assert_eq!(
+            (got, err["error"]["code"].as_str()),
+            (400, Some("BadParameter")),
+            "{what}: {err}"
+        );
+        assert!(
+            err["error"]["message"].as_str().unwrap().contains(needle),
+            "{what}: {err}"
+        );
     }
 }
 
@@ -344,31 +610,69 @@ async fn refuses_to_release_a_key_that_is_not_exportable() {
     let p = Provisioned::start();
     let admin = p.token(&p.admin).await;
     let (status, _) = p
-        .call(Method::POST, &format!("/keys/plain/create?{V}"), &admin, Some(&json!({"kty": "oct-HSM"})))
+        .call(
+            Method::POST,
+            &format!("/keys/plain/create?{V}"),
+            &admin,
+            Some(&json!({"kty": "oct-HSM"})),
+        )
         .await;
     assert_eq!(status, 200);
     let kek = Kek::generate();
     let maa = maa_token(&p.emu, &seed_identity(), &kek.runtime_data).await;
-    let (status, err) = release(&p, &format!("/keys/plain/release?{V}"), &admin, json!({"target": maa})).await;
-    assert_eq!((status, err["error"]["code"].as_str()), (400, Some("BadParameter")), "{err}");
-    assert!(err["error"]["message"].as_str().unwrap().contains("not exportable"), "{err}");
+    let (status, err) = release(
+        &p,
+        &format!("/keys/plain/release?{V}"),
+        &admin,
+        json!({"target": maa}),
+    )
+    .await;
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (400, Some("BadParameter")),
+        "{err}"
+    );
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not exportable"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
 async fn keys_and_roles_survive_a_restart_and_faults_apply_per_route() {
     let p = Provisioned::start();
     let kek = Kek::generate();
-    let Provisioned { emu, env, admin, policy_file } = p;
+    let Provisioned {
+        emu,
+        env,
+        admin,
+        policy_file,
+    } = p;
     let dir = emu.stop();
     let emu = crate::common::Emu::start_in(dir, &[]);
-    let p = Provisioned { emu, env, admin, policy_file };
+    let p = Provisioned {
+        emu,
+        env,
+        admin,
+        policy_file,
+    };
 
     let token = p.token(&p.coordinator()).await;
     let maa = maa_token(&p.emu, &seed_identity(), &kek.runtime_data).await;
     let path = format!("/keys/{}//release?{V}", p.key_name());
 
     let fault = json!({"route": "/keys/{name}/{version}/release", "method": "POST", "status": 503, "times": 1});
-    let added = p.emu.client.post(p.emu.url("/_emulator/faults")).json(&fault).send().await.unwrap();
+    let added = p
+        .emu
+        .client
+        .post(p.emu.url("/_emulator/faults"))
+        .json(&fault)
+        .send()
+        .await
+        .unwrap();
     assert!(added.status().is_success(), "{}", added.status());
     let (status, _) = release(&p, &path, &token, json!({"target": maa})).await;
     assert_eq!(status, 503, "the injected fault applies once");

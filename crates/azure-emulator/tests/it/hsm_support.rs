@@ -60,7 +60,13 @@ pub(crate) const HSM_SCOPE: &str = "https://managedhsm.azure.net/.default";
 pub(crate) fn seed_identity() -> Identity {
     let mut mrsigner = [0u8; 32];
     mrsigner.copy_from_slice(&hex::decode(SEED_MRSIGNER).unwrap());
-    Identity { mrenclave: [0x11; 32], mrsigner, isv_prod_id: 3, isv_svn: 2, debug: false }
+    Identity {
+        mrenclave: [0x11; 32],
+        mrsigner,
+        isv_prod_id: 3,
+        isv_svn: 2,
+        debug: false,
+    }
 }
 
 /// An emulator provisioned like the guide (`hsm provision`), plus a second service principal
@@ -89,8 +95,21 @@ impl Provisioned {
         let env = EnvFile::parse_isolated(&std::fs::read_to_string(&env_file).unwrap()).unwrap();
 
         let (app, password, oid) = emu.create_sp("hsm-admin");
-        emu.hsm(&["role-assign", "--assignee", &oid, "--role", "Managed HSM Crypto User", "--scope", "/"]);
-        Self { emu, env, admin: (app, password), policy_file }
+        emu.hsm(&[
+            "role-assign",
+            "--assignee",
+            &oid,
+            "--role",
+            "Managed HSM Crypto User",
+            "--scope",
+            "/",
+        ]);
+        Self {
+            emu,
+            env,
+            admin: (app, password),
+            policy_file,
+        }
     }
 
     /// The Coordinator's credentials from the env file.
@@ -129,7 +148,9 @@ impl Provisioned {
         token: &str,
         body: Option<&Value>,
     ) -> (u16, Value) {
-        let (status, _, body) = self.call_raw(method, path, token, body.map(Value::to_string)).await;
+        let (status, _, body) = self
+            .call_raw(method, path, token, body.map(Value::to_string))
+            .await;
         (status, body)
     }
 
@@ -145,13 +166,19 @@ impl Provisioned {
             request = request.bearer_auth(token);
         }
         if let Some(body) = body {
-            request = request.header("content-type", "application/json").body(body);
+            request = request
+                .header("content-type", "application/json")
+                .body(body);
         }
         let response = request.send().await.unwrap();
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let bytes = response.bytes().await.unwrap();
-        let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() };
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap()
+        };
         (status, headers, body)
     }
 }
@@ -202,9 +229,16 @@ impl Kek {
         let k = self.private.key_size_bytes();
         let decrypting = OaepPrivateDecryptingKey::new(self.private.clone()).unwrap();
         let mut aes = vec![0u8; k];
-        let aes = decrypting.decrypt(oaep, &ciphertext[..k], &mut aes, None).unwrap().to_vec();
+        let aes = decrypting
+            .decrypt(oaep, &ciphertext[..k], &mut aes, None)
+            .unwrap()
+            .to_vec();
         let mut out = vec![0u8; ciphertext.len()];
-        AesKek::new(&AES_256, &aes).unwrap().unwrap_with_padding(&ciphertext[k..], &mut out).unwrap().to_vec()
+        AesKek::new(&AES_256, &aes)
+            .unwrap()
+            .unwrap_with_padding(&ciphertext[k..], &mut out)
+            .unwrap()
+            .to_vec()
     }
 }
 
@@ -239,15 +273,29 @@ pub(crate) struct Released {
 /// Splits a release JWS and decodes `key_hsm` (signature checked separately).
 pub(crate) fn decode_release(jws: &str) -> Released {
     let (header, payload) = jwt_parts(jws);
-    let key_hsm = payload["response"]["key"]["key"]["key_hsm"].as_str().unwrap();
+    let key_hsm = payload["response"]["key"]["key"]["key_hsm"]
+        .as_str()
+        .unwrap();
     let key_hsm: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(key_hsm).unwrap()).unwrap();
-    let ciphertext = URL_SAFE_NO_PAD.decode(key_hsm["ciphertext"].as_str().unwrap()).unwrap();
-    Released { header, payload, key_hsm, ciphertext }
+    let ciphertext = URL_SAFE_NO_PAD
+        .decode(key_hsm["ciphertext"].as_str().unwrap())
+        .unwrap();
+    Released {
+        header,
+        payload,
+        key_hsm,
+        ciphertext,
+    }
 }
 
 /// The DER certificates of a JWS header's `x5c`.
 pub(crate) fn x5c(header: &serde_json::Map<String, Value>) -> Vec<Vec<u8>> {
-    header["x5c"].as_array().unwrap().iter().map(|c| STANDARD.decode(c.as_str().unwrap()).unwrap()).collect()
+    header["x5c"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| STANDARD.decode(c.as_str().unwrap()).unwrap())
+        .collect()
 }
 
 /// Checks a release JWS like a careful client: signature with `x5c[0]`, chain `x5c[0]` ←
@@ -272,14 +320,23 @@ pub(crate) fn verify_release(jws: &str, ca_pem: &[u8], host: &str) {
         .iter()
         .map(|n| format!("{n}"))
         .collect();
-    assert!(names.iter().any(|n| n.contains(host)), "{names:?} lacks {host}");
+    assert!(
+        names.iter().any(|n| n.contains(host)),
+        "{names:?} lacks {host}"
+    );
 
     let thumb = b64url(digest::digest(&digest::SHA256, &chain[0]).as_ref());
     assert_eq!(released.header["kid"], thumb.as_str());
     assert_eq!(released.header["x5t#S256"], thumb.as_str());
     let (signing_input, signature) = jws.rsplit_once('.').unwrap();
     let spki = leaf.public_key().subject_public_key.data.to_vec();
-    aws_lc_rs::signature::UnparsedPublicKey::new(&aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA256, spki)
-        .verify(signing_input.as_bytes(), &URL_SAFE_NO_PAD.decode(signature).unwrap())
-        .expect("the release signature verifies with x5c[0]");
+    aws_lc_rs::signature::UnparsedPublicKey::new(
+        &aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA256,
+        spki,
+    )
+    .verify(
+        signing_input.as_bytes(),
+        &URL_SAFE_NO_PAD.decode(signature).unwrap(),
+    )
+    .expect("the release signature verifies with x5c[0]");
 }
