@@ -206,6 +206,12 @@ pub fn generate_recovery(
     threshold: u32,
     rng: &dyn RandomSource,
 ) -> Result<RecoveryMaterial, Error> {
+    if let Some(name) = duplicate_name(keys) {
+        return Err(Error::InvalidRecoveryKey {
+            name,
+            reason: "the name is used twice".into(),
+        });
+    }
     let mode = RecoveryMode::for_keys(keys.len(), threshold)?;
     let mut encryption_key = Zeroizing::new([0u8; RECOVERY_KEY_SIZE]);
     let mut recovery_secrets = BTreeMap::new();
@@ -238,12 +244,6 @@ pub fn generate_recovery(
                 recovery_secrets.insert(key.name().to_owned(), key.encrypt(share)?);
             }
         }
-    }
-    if recovery_secrets.len() != keys.len() {
-        return Err(Error::InvalidRecoveryKey {
-            name: duplicate_name(keys).unwrap_or_default(),
-            reason: "the name is used twice".into(),
-        });
     }
     Ok(RecoveryMaterial {
         mode,

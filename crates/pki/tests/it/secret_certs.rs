@@ -402,3 +402,72 @@ fn p224_is_refused_with_a_clear_error() {
         "unsupported cert-ecdsa size 224: P-224 is not supported (MarbleRun accepts it; use 256, 384 or 521)"
     );
 }
+
+#[test]
+fn a_previous_certificate_serves_as_template() {
+    let ca = new_ca();
+    let original = CertTemplate {
+        subject: Name {
+            organization: vec!["Quarry Test".into()],
+            common_name: "svc".into(),
+            ..Default::default()
+        },
+        key_usage: 1 | 16,
+        ext_key_usage: Some(vec![2, 6]),
+        unknown_ext_key_usage: vec![vec![1, 2, 3, 4]],
+        is_ca: true,
+        max_path_len: 0,
+        max_path_len_zero: true,
+        dns_names: Some(vec!["svc.example".into()]),
+        ip_addresses: Some(vec![IpAddr::from([192, 0, 2, 7])]),
+        email_addresses: vec!["ops@example.com".into()],
+        ocsp_server: vec!["http://ocsp.example".into()],
+        crl_distribution_points: vec!["http://ca.example/crl".into()],
+        policy_identifiers: vec![vec![2, 23, 140, 1, 2, 1]],
+        permitted_dns_domains: vec!["example".into()],
+        permitted_dns_domains_critical: true,
+        excluded_ip_ranges: vec![("10.0.0.0".parse().unwrap(), 8)],
+        ..Default::default()
+    };
+    let first = ca
+        .issue_secret_certificate(CertKeyType::Ed25519, &original, 30, NOW, &SystemRandom)
+        .unwrap();
+    let template = CertTemplate::from_certificate_der(&first.certificate).unwrap();
+    assert_eq!(template.key_usage, 1 | 16);
+    assert_eq!(template.ext_key_usage, Some(vec![2, 6]));
+    assert_eq!(template.unknown_ext_key_usage, vec![vec![1, 2, 3, 4]]);
+    assert_eq!(template.excluded_ip_ranges, original.excluded_ip_ranges);
+
+    // Regenerated with the stored certificate as template: same profile, new key and serial.
+    let later = NOW + Duration::days(3);
+    let second = ca
+        .issue_secret_certificate(CertKeyType::Ed25519, &template, 0, later, &SystemRandom)
+        .unwrap();
+    assert!(second.warnings.is_empty(), "{:?}", second.warnings);
+    let (a, b) = (parse(&first.certificate), parse(&second.certificate));
+    assert_eq!(a.subject().as_raw(), b.subject().as_raw());
+    assert_eq!(
+        a.validity().not_after,
+        b.validity().not_after,
+        "ValidFor 0 keeps the expiry"
+    );
+    assert_ne!(a.raw_serial(), b.raw_serial());
+    assert_ne!(a.public_key().raw, b.public_key().raw);
+    for oid in [
+        "2.5.29.15",
+        "2.5.29.37",
+        "2.5.29.19",
+        "2.5.29.17",
+        "1.3.6.1.5.5.7.1.1",
+        "2.5.29.31",
+        "2.5.29.32",
+        "2.5.29.30",
+    ] {
+        assert_eq!(
+            extension(&a, oid).unwrap().value,
+            extension(&b, oid).unwrap().value,
+            "{oid}"
+        );
+    }
+    assert!(CertTemplate::from_certificate_der(b"junk").is_err());
+}
