@@ -514,9 +514,7 @@ pub(crate) fn render(
     });
     let template = build_template(&session, section)
         .parse(&text)
-        .map_err(|e| RenderError::Syntax {
-            message: e.to_string(),
-        })?;
+        .map_err(syntax::syntax_error)?;
 
     let mut output = LimitedOutput {
         text: String::new(),
@@ -599,9 +597,7 @@ fn execution_error(
         TemplateError::Write | TemplateError::Io(_) if overflowed => RenderError::OutputTooLarge {
             limit: MAX_RENDERED_BYTES,
         },
-        TemplateError::Parse { .. } | TemplateError::Lex { .. } => RenderError::Syntax {
-            message: error.to_string(),
-        },
+        TemplateError::Parse { .. } | TemplateError::Lex { .. } => syntax::syntax_error(error),
         other => RenderError::Execution {
             message: other.to_string(),
         },

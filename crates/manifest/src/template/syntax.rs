@@ -25,12 +25,9 @@ const BUILTINS: [&str; 19] = [
 /// Refuses calls of functions that do not exist in `section`, wherever they are in the
 /// template, as Go's parser does.
 pub(crate) fn check_functions(text: &str, section: Section) -> Result<(), RenderError> {
-    let syntax = |e: TemplateError| RenderError::Syntax {
-        message: e.to_string(),
-    };
     let (tree, defines) = Parser::with_name(Some("data"), text, "{{", "}}")
         .and_then(Parser::parse)
-        .map_err(syntax)?;
+        .map_err(syntax_error)?;
     let mut names = Vec::new();
     collect_list(&tree, &mut names);
     for DefineNode { body, .. } in &defines {
@@ -110,17 +107,17 @@ pub(crate) fn check_blocks(text: &str) -> Result<(), RenderError> {
                 open.push((block, line))
             }
             Some("end") if open.pop().is_none() => {
-                return Err(syntax_error(line, "unexpected {{end}}"));
+                return Err(block_error(line, "unexpected {{end}}"));
             }
             Some("else") if !matches!(open.last(), Some(("if" | "range" | "with", _))) => {
-                return Err(syntax_error(line, "unexpected {{else}}"));
+                return Err(block_error(line, "unexpected {{else}}"));
             }
             _ => {}
         }
         rest = &action[end + 2..];
     }
     match open.last() {
-        Some((block, line)) => Err(syntax_error(
+        Some((block, line)) => Err(block_error(
             *line,
             &format!("unexpected EOF: {{{{{block}}}}} has no {{{{end}}}}"),
         )),
@@ -128,9 +125,18 @@ pub(crate) fn check_blocks(text: &str) -> Result<(), RenderError> {
     }
 }
 
-fn syntax_error(line: usize, message: &str) -> RenderError {
+/// A parse error of gotmpl, without the `template: ` prefix of Go's message format.
+pub(crate) fn syntax_error(error: TemplateError) -> RenderError {
+    let message = error.to_string();
+    let message = message.strip_prefix("template: ").unwrap_or(&message);
     RenderError::Syntax {
-        message: format!("template: data:{line}: {message}"),
+        message: message.to_owned(),
+    }
+}
+
+fn block_error(line: usize, message: &str) -> RenderError {
+    RenderError::Syntax {
+        message: format!("data:{line}: {message}"),
     }
 }
 

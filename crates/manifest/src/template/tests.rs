@@ -886,3 +886,38 @@ fn reserved_characters_are_refused_where_they_would_be_ambiguous() {
         RenderError::ReservedCharacter { codepoint: 0xF780 }
     );
 }
+
+#[test]
+fn renderer_can_be_shared_across_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Renderer>();
+    assert_send_sync::<TemplateData>();
+}
+
+#[test]
+fn error_messages_never_contain_secret_bytes() {
+    let secret = "s3cr3t value";
+    for template in [
+        "{{ .Secrets.plain }}",
+        "{{ printf \"%q\" (hex .Secrets.plain) }}",
+        "{{ if eq (hex .Secrets.plain) \"x\" }}{{ end }}",
+        "{{ string .Secrets.plain.Private }}",
+        "{{ .Secrets.plain.Private.Nope }}",
+        "{{ index .Secrets.plain.Private 0 }}",
+    ] {
+        let error = render(Section::Env, template).unwrap_err();
+        let shown = format!("{error} {error:?}");
+        assert!(!shown.contains(secret), "{template}: {shown}");
+        assert!(!shown.contains(&hex::encode(secret)), "{template}: {shown}");
+    }
+}
+
+#[test]
+fn syntax_errors_name_line_and_column() {
+    match render(Section::Files, "a\n{{ hex .Secrets.sym") {
+        Err(RenderError::Syntax { message }) => {
+            assert_eq!(message, "data:2:20: unclosed action")
+        }
+        other => panic!("{other:?}"),
+    }
+}
