@@ -9,6 +9,7 @@
 pub mod claims;
 pub mod collateral;
 pub mod gramine;
+pub mod pccs;
 pub mod quote;
 pub mod select;
 pub mod simulation;

@@ -2,4 +2,5 @@
 //! real binaries on loopback and waiting for their `--ready-file`, temporary directories, and
 //! fake services.
 
+pub mod pccs;
 pub mod process;

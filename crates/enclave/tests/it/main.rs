@@ -2,5 +2,6 @@
 
 mod backends;
 mod fixtures;
+mod pccs;
 mod quote;
 mod verify;
