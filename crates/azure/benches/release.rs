@@ -1,1 +1,3 @@
+//! Placeholder until the release benchmark lands.
+
 fn main() {}

@@ -54,13 +54,14 @@ fn is_tls_failure(err: &(dyn std::error::Error + 'static)) -> bool {
         if e.is::<rustls::Error>() {
             return true;
         }
-        if e.downcast_ref::<std::io::Error>()
+        // `io::Error::source` skips the error it wraps, so descend into it explicitly.
+        current = match e
+            .downcast_ref::<std::io::Error>()
             .and_then(|io| io.get_ref())
-            .is_some_and(|inner| inner.is::<rustls::Error>())
         {
-            return true;
-        }
-        current = e.source();
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => e.source(),
+        };
     }
     false
 }
