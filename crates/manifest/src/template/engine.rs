@@ -12,8 +12,9 @@
 //! from MarbleRun:
 //! - every encoder result must reach the output; a result that is compared, sliced or
 //!   reformatted is refused (`EncoderResultUsed`, `EncoderResultAltered`);
-//! - `len` measures the real bytes; `html`, `js`, `urlquery` and `printf` verbs other than
-//!   `%s`/`%v` refuse secret material, which they would otherwise see only as a reference;
+//! - `len` measures the real bytes; `index`, `html`, `js`, `urlquery` and `printf` verbs
+//!   other than `%s`/`%v` refuse secret material, which they would otherwise see only as a
+//!   reference; `index` of a missing secret is an unknown name, as a field lookup is;
 //! - function names are checked before execution, as Go's parser does, so `raw` in `Env` is
 //!   refused even in a branch that never runs.
 //!
@@ -57,6 +58,8 @@ pub(crate) struct Prepared {
     root: Value,
     parts: HashMap<usize, PartRef>,
     secrets: HashMap<usize, SecretRef>,
+    /// The maps of secrets (`.Secrets`, `.Previous.Secrets`, `.MarbleRun`), by identity.
+    containers: HashMap<usize, &'static str>,
 }
 
 struct PartRef {
@@ -76,6 +79,7 @@ impl Prepared {
             root: Value::Nil,
             parts: HashMap::new(),
             secrets: HashMap::new(),
+            containers: HashMap::new(),
         };
         let secrets = prepared.secret_map(".Secrets", &data.secrets);
         let previous = prepared.secret_map(".Previous.Secrets", &data.previous);
@@ -85,15 +89,23 @@ impl Prepared {
             let value = prepared.secret_value(reference, Arc::new(secret.clone()));
             marblerun.insert(Arc::from(name), value);
         }
+        let marblerun = Arc::new(marblerun);
+        prepared
+            .containers
+            .insert(identity(&marblerun), ".MarbleRun");
         prepared.root = map([
-            ("MarbleRun", Value::Map(Arc::new(marblerun))),
+            ("MarbleRun", Value::Map(marblerun)),
             ("Previous", map([("Secrets", previous)])),
             ("Secrets", secrets),
         ]);
         prepared
     }
 
-    fn secret_map(&mut self, prefix: &str, secrets: &BTreeMap<String, Arc<Secret>>) -> Value {
+    fn secret_map(
+        &mut self,
+        prefix: &'static str,
+        secrets: &BTreeMap<String, Arc<Secret>>,
+    ) -> Value {
         let entries = secrets
             .iter()
             .map(|(name, secret)| {
@@ -101,7 +113,9 @@ impl Prepared {
                 (Arc::from(name.as_str()), value)
             })
             .collect();
-        Value::Map(Arc::new(entries))
+        let entries = Arc::new(entries);
+        self.containers.insert(identity(&entries), prefix);
+        Value::Map(entries)
     }
 
     fn secret_value(&mut self, reference: String, secret: Arc<Secret>) -> Value {
@@ -350,6 +364,38 @@ impl Session {
         Ok(Value::Int(len_value(total)))
     }
 
+    /// `index`: a missing secret is an unknown name (Go would yield nil and print
+    /// `<no value>`), and a secret or part cannot be indexed (Go refuses structs; a part's
+    /// bytes are not exposed to templates).
+    fn index(&self, args: &[Value]) -> gotmpl::Result<Value> {
+        let Some((first, keys)) = args.split_first().filter(|(_, keys)| !keys.is_empty()) else {
+            return Err(TemplateError::ArgCount {
+                name: "index".into(),
+                expected: 2,
+                got: args.len(),
+            });
+        };
+        let prepared = &self.prepared;
+        let mut value = first.clone();
+        for key in keys {
+            if prepared.part(&value).is_some() || prepared.whole(&value).is_some() {
+                return Err(self.fail(RenderError::SecretPassedToFunction { function: "index" }));
+            }
+            let container = match &value {
+                Value::Map(map) => prepared.containers.get(&identity(map)),
+                _ => None,
+            };
+            let next = value.index(key)?;
+            if let (Some(container), Value::String(name), Value::Nil) = (container, key, &next) {
+                return Err(self.fail(RenderError::UnknownName {
+                    name: format!("{container}.{name}"),
+                }));
+            }
+            value = next;
+        }
+        Ok(value)
+    }
+
     /// `html`, `js` and `urlquery`, refusing secret material.
     fn escape(
         &self,
@@ -575,9 +621,11 @@ fn build_template(session: &Arc<Session>, section: Section) -> Template {
         let session = Arc::clone(session);
         template = template.func(name, move |args| session.escape(name, escape, args));
     }
+    let index_session = Arc::clone(session);
     let len_session = Arc::clone(session);
     let printf_session = Arc::clone(session);
     template
+        .func("index", move |args| index_session.index(args))
         .func("len", move |args| len_session.len(args))
         .func("printf", move |args| printf_session.printf(args))
 }

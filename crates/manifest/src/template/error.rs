@@ -50,8 +50,8 @@ pub enum RenderError {
         /// The number of arguments it got.
         count: usize,
     },
-    /// An encoder got nil, which is what a lookup of a missing secret with `index` yields.
-    #[error("{encoder} got nil: the secret does not exist")]
+    /// An encoder got nil (`{{ hex nil }}`, or a variable or `with` that holds nothing).
+    #[error("{encoder} got nil instead of a secret")]
     MissingSecret {
         /// The encoder.
         encoder: Encoder,

@@ -477,9 +477,34 @@ fn bad_templates_are_refused_with_their_cause() {
         (Section::Files, "{{ .Secrets.rsa.Cert.Subject }}", |e| {
             matches!(e, E::UnknownName { .. })
         }),
-        (Section::Files, "{{ hex (index .Secrets \"nope\") }}", |e| {
+        (
+            Section::Files,
+            "{{ hex (index .Secrets \"nope\") }}",
+            |e| matches!(e, E::UnknownName { name } if name == ".Secrets.nope"),
+        ),
+        (
+            Section::Files,
+            "{{ index .Previous.Secrets \"nope\" }}",
+            |e| matches!(e, E::UnknownName { name } if name == ".Previous.Secrets.nope"),
+        ),
+        (
+            Section::Files,
+            "{{ hex (index .MarbleRun \"Nope\") }}",
+            |e| matches!(e, E::UnknownName { .. }),
+        ),
+        (
+            Section::Files,
+            "{{ hex (index .Secrets.sym \"Cert\") }}",
+            |e| matches!(e, E::SecretPassedToFunction { function: "index" }),
+        ),
+        (Section::Files, "{{ hex nil }}", |e| {
             matches!(e, E::MissingSecret { .. })
         }),
+        (
+            Section::Files,
+            "{{ $m := .Secrets }}{{ hex (index $m \"nope\") }}",
+            |e| matches!(e, E::UnknownName { .. }),
+        ),
         (Section::Env, "{{ raw .Secrets.sym }}", |e| {
             matches!(
                 e,
