@@ -441,6 +441,19 @@ mod tests {
     }
 
     #[test]
+    fn yaml_scalars_are_typed_like_marblerun_cli_yaml() {
+        // MarbleRun's CLI converts YAML with a YAML 1.1 parser: `yes` is a boolean there too.
+        let node = parse_yaml("a: yes\nb: 0x10\nc: ~\nd: '1'\n").unwrap();
+        let Node::Object(entries) = node else {
+            panic!("{node:?}")
+        };
+        assert_eq!(entries[0].1, Node::Bool(true));
+        assert_eq!(entries[1].1, Node::Number(Number::Unsigned(16)));
+        assert_eq!(entries[2].1, Node::Null);
+        assert_eq!(entries[3].1, Node::String("1".into()));
+    }
+
+    #[test]
     fn refuses_trailing_content() {
         assert!(parse_json(b"{} {}").is_err());
     }
