@@ -178,3 +178,29 @@ fn combine_errors() {
     .to_string();
     assert_eq!(err, "shares 0 and 1 have the same x-coordinate 9");
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Any `threshold` or more of the shares, in any order, give the secret back.
+    #[test]
+    fn any_large_enough_subset_recovers_the_secret(
+        secret in proptest::collection::vec(proptest::prelude::any::<u8>(), 1..64),
+        threshold in 2usize..=8,
+        extra in 0usize..=12,
+        seed in proptest::prelude::any::<u64>(),
+        order in proptest::collection::vec(proptest::prelude::any::<proptest::sample::Index>(), 20),
+    ) {
+        let parts = threshold + extra;
+        let shares = split(&secret, parts, threshold, &FixedRng::new(seed)).unwrap();
+        let mut indices: Vec<usize> = (0..parts).collect();
+        for (i, pick) in order.iter().enumerate().take(parts) {
+            let j = i + pick.index(parts - i);
+            indices.swap(i, j);
+        }
+        let take = threshold + extra / 2;
+        let chosen: Vec<&[u8]> = indices[..take].iter().map(|&i| &shares[i][..]).collect();
+        let recovered = combine(&chosen).unwrap();
+        proptest::prop_assert_eq!(recovered.as_slice(), &secret[..]);
+    }
+}
