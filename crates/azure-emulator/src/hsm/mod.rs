@@ -4,7 +4,7 @@
 //! [`Hsm`] holds the logic and needs no server: its operations take the caller (from a verified
 //! access token, or the operator), the base URL the client used (key ids are
 //! `{base}/keys/{name}/{version}`), and the request, and return Key Vault's JSON or an
-//! [`HsmError`] with Azure's status and code. [`routes`] puts them behind the wire protocol;
+//! [`HsmError`] with Azure's status and code. [`routes()`] puts them behind the wire protocol;
 //! [`ops`] has the operator subcommands.
 //!
 //! State lives in the emulator's state directory: `hsm/hsm.json` (name, administrators),

@@ -46,6 +46,12 @@ pub enum HsmCommand {
         /// `/`, `/keys` or `/keys/NAME`.
         #[arg(long, default_value = "/")]
         scope: String,
+        /// `User`, `Group` or `ServicePrincipal` (accepted as `az` does; not checked).
+        #[arg(long)]
+        assignee_principal_type: Option<String>,
+        /// The HSM's name; if given, it must be this HSM's.
+        #[arg(long)]
+        hsm_name: Option<String>,
     },
     /// List role assignments (`az keyvault role assignment list`).
     RoleList,
@@ -91,6 +97,9 @@ pub struct KeyCreateArgs {
     /// Make the release policy immutable.
     #[arg(long)]
     pub immutable: bool,
+    /// The HSM's name; if given, it must be this HSM's.
+    #[arg(long)]
+    pub hsm_name: Option<String>,
 }
 
 /// Arguments of `hsm provision`.
@@ -148,7 +157,22 @@ fn read_policy(arg: &str) -> anyhow::Result<(Vec<u8>, ReleasePolicy)> {
     Ok((bytes, policy))
 }
 
+/// Refuses a `--hsm-name` that is not this HSM's, so a command meant for another HSM fails.
+fn check_hsm_name(hsm: &Hsm, name: Option<&str>) -> anyhow::Result<()> {
+    let info = hsm.info()?;
+    match name {
+        Some(name) if !name.eq_ignore_ascii_case(&info.name) => {
+            bail!(
+                "no HSM named {name:?}: this emulator's HSM is {:?}",
+                info.name
+            )
+        }
+        _ => Ok(()),
+    }
+}
+
 fn create_key(hsm: &Hsm, base_url: &str, args: &KeyCreateArgs) -> anyhow::Result<Value> {
+    check_hsm_name(hsm, args.hsm_name.as_deref())?;
     let policy = match &args.policy {
         Some(arg) => Some(read_policy(arg)?.0),
         None if args.immutable => bail!("--immutable needs --policy"),
@@ -192,9 +216,13 @@ pub fn run(state_dir: &Path, base_url: &str, command: &HsmCommand) -> anyhow::Re
             assignee,
             role,
             scope,
+            assignee_principal_type: _,
+            hsm_name,
         } => {
             let role = Role::parse(role).map_err(|e| anyhow!(e))?;
-            let a = hsm()?.assign_role(assignee, role, scope)?;
+            let hsm = hsm()?;
+            check_hsm_name(&hsm, hsm_name.as_deref())?;
+            let a = hsm.assign_role(assignee, role, scope)?;
             Ok(assignment_json(&a))
         }
         HsmCommand::RoleList => Ok(Value::Array(
@@ -267,6 +295,7 @@ pub fn provision(state_dir: &Path, base_url: &str, args: &ProvisionArgs) -> anyh
             exportable: true,
             policy: Some(args.policy.clone()),
             immutable: false,
+            hsm_name: None,
         },
     )?;
     let entra = Entra::open(&state).context("opening the emulated entra id tenant")?;

@@ -56,7 +56,7 @@ pub fn routes() -> Router<Arc<Emulator>> {
         .route("/keys/{*rest}", any(handle))
 }
 
-/// Sets the headers every Managed HSM response carries.
+/// Sets the headers every Managed HSM response with a JSON body carries.
 pub(crate) fn add_common_headers(response: &mut Response, request_id: &str) {
     let headers = response.headers_mut();
     if let Ok(id) = HeaderValue::from_str(request_id) {
@@ -64,13 +64,7 @@ pub(crate) fn add_common_headers(response: &mut Response, request_id: &str) {
     }
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     headers.insert("x-ms-keyvault-region", HeaderValue::from_static("local"));
-    if response.status() != StatusCode::UNAUTHORIZED
-        || !response.headers().contains_key(WWW_AUTHENTICATE)
-    {
-        response
-            .headers_mut()
-            .insert(CONTENT_TYPE, crate::http_util::JSON_UTF8);
-    }
+    headers.insert(CONTENT_TYPE, crate::http_util::JSON_UTF8);
 }
 
 fn json_response(status: StatusCode, body: &Value) -> Response {

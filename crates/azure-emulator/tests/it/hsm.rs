@@ -681,3 +681,158 @@ async fn keys_and_roles_survive_a_restart_and_faults_apply_per_route() {
     let ca = std::fs::read(p.emu.state_dir().join("ca.pem")).unwrap();
     verify_release(body["value"].as_str().unwrap(), &ca, "localhost");
 }
+
+#[tokio::test]
+async fn operator_commands_follow_the_guide_and_provision_writes_the_env_file() {
+    let emu = crate::common::Emu::start(&[]);
+    let policy = emu.dir.path().join("policy.json");
+    std::fs::write(&policy, SEED_POLICY).unwrap();
+    let policy = policy.to_str().unwrap();
+    let (_, _, user_oid) = emu.create_sp("operator");
+
+    // Steps 2, 4, 6, 7 and 8 of the guide, with its flags.
+    let hsm = emu.hsm(&[
+        "create",
+        "--hsm-name",
+        "MarbleRunHSM",
+        "--administrators",
+        &user_oid,
+    ]);
+    assert_eq!(hsm["properties"]["hsmUri"], format!("{}/", emu.base));
+    emu.hsm(&[
+        "role-assign",
+        "--assignee",
+        &user_oid,
+        "--role",
+        "Managed HSM Crypto User",
+        "--hsm-name",
+        "MarbleRunHSM",
+        "--scope",
+        "/",
+    ]);
+    let key = emu.hsm(&[
+        "key-create",
+        "--exportable",
+        "true",
+        "--hsm-name",
+        "MarbleRunHSM",
+        "--kty",
+        "OCT-HSM",
+        "--name",
+        "marblerun-skr-key",
+        "--policy",
+        policy,
+    ]);
+    assert_eq!(key["key"]["kty"], "oct-HSM");
+    assert_eq!(key["attributes"]["exportable"], true);
+    let (_, _, sp_oid) = emu.create_sp("marblerun-coordinator-hsm-sp");
+    let assignment = emu.hsm(&[
+        "role-assign",
+        "--assignee-object-id",
+        &sp_oid,
+        "--assignee-principal-type",
+        "ServicePrincipal",
+        "--role",
+        "Managed HSM Crypto Service Release User",
+        "--hsm-name",
+        "MarbleRunHSM",
+        "--scope",
+        "/keys/marblerun-skr-key",
+    ]);
+    assert_eq!(assignment["scope"], "/keys/marblerun-skr-key");
+    assert_eq!(emu.hsm(&["role-list"]).as_array().unwrap().len(), 2);
+    let shown = emu.hsm(&["key-show", "--name", "marblerun-skr-key"]);
+    assert_eq!(shown["key"]["kid"], key["key"]["kid"]);
+
+    let hsm_args = |args: &[&str]| {
+        let mut all = vec!["hsm", "--emulator-url", emu.base.as_str()];
+        all.extend_from_slice(args);
+        emu.cli_raw(&all)
+    };
+    let out = hsm_args(&["key-create", "--hsm-name", "OtherHSM", "--name", "k"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("OtherHSM"));
+    let out = hsm_args(&["key-create", "--name", "k", "--exportable"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("AKV.SKR.1004"),
+        "{out:?}"
+    );
+    let out = hsm_args(&[
+        "key-create",
+        "--name",
+        "k",
+        "--exportable",
+        "--policy",
+        r#"{"anyOf":[{"authority":"https://a","allOf":[{"claim":"x","equals":1}]}]}"#,
+    ]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("missing member \"version\""),
+        "{out:?}"
+    );
+    let out = hsm_args(&["role-assign", "--assignee", "x", "--role", "Owner"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("unknown role"),
+        "{out:?}"
+    );
+
+    let env_file = emu.dir.path().join("coordinator.env");
+    emu.hsm(&[
+        "provision",
+        "--policy",
+        policy,
+        "--env-file",
+        env_file.to_str().unwrap(),
+        "--key-name",
+        "provisioned-key",
+    ]);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&env_file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the env file holds a secret");
+    }
+    let env = quarry_common::EnvFile::parse_isolated(&std::fs::read_to_string(&env_file).unwrap())
+        .unwrap();
+    for name in [
+        "EDG_AZURE_CLIENT_ID",
+        "EDG_AZURE_CLIENT_SECRET",
+        "EDG_AZURE_TENANT_ID",
+        "EDG_AZURE_HSM_KEY_NAME",
+        "EDG_AZURE_HSM_VAULT_URL",
+        "EDG_MAA_URL",
+        "EDG_AZURE_AUTHORITY_HOST",
+        "QUARRY_AZURE_CA_FILE",
+    ] {
+        assert!(
+            !env.get(name).unwrap_or_default().is_empty(),
+            "{name} is set"
+        );
+    }
+    assert_eq!(env.get("EDG_AZURE_HSM_KEY_VERSION"), Some(""));
+    assert_eq!(env.get("EDG_AZURE_HSM_VAULT_URL"), Some(emu.base.as_str()));
+    assert_eq!(env.get("EDG_MAA_URL"), Some(emu.base.as_str()));
+    assert_eq!(env.get("EDG_AZURE_AUTHORITY_HOST"), Some(emu.base.as_str()));
+    assert_eq!(env.get("EDG_AZURE_TENANT_ID"), Some(emu.tenant.as_str()));
+    assert_eq!(env.get("EDG_AZURE_HSM_KEY_NAME"), Some("provisioned-key"));
+    let ca = std::fs::read(env.get("QUARRY_AZURE_CA_FILE").unwrap()).unwrap();
+    assert_eq!(ca, std::fs::read(emu.state_dir().join("ca.pem")).unwrap());
+
+    // The provisioned principal releases the provisioned key to the seed identity.
+    let p = Provisioned {
+        emu,
+        env,
+        admin: (String::new(), String::new()),
+        policy_file: policy.into(),
+    };
+    let token = p.token(&p.coordinator()).await;
+    let kek = Kek::generate();
+    let maa = maa_token(&p.emu, &seed_identity(), &kek.runtime_data).await;
+    let (status, body) = release(
+        &p,
+        &format!("/keys/provisioned-key/release?{V}"),
+        &token,
+        json!({"target": maa}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+}

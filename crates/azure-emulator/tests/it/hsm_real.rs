@@ -102,7 +102,7 @@ fn check_release_facts(jws: &str) {
     assert_eq!(key_hsm["schema_version"], "1.0");
     let ciphertext = b64url_decode(key_hsm["ciphertext"].as_str().unwrap());
     assert!(
-        ciphertext.len() > 256 && (ciphertext.len() - 256) % 8 == 0,
+        ciphertext.len() > 256 && (ciphertext.len() - 256).is_multiple_of(8),
         "{}",
         ciphertext.len()
     );
