@@ -4,4 +4,8 @@ mod cli;
 mod common;
 mod entra;
 mod faults;
+mod hsm;
+mod hsm_conformance;
+mod hsm_real;
+mod hsm_support;
 mod maa;
