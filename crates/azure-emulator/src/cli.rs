@@ -91,6 +91,14 @@ pub struct ServeArgs {
     /// Allow listening on a non-loopback address.
     #[arg(long)]
     pub insecure_non_loopback: bool,
+    /// Verify quotes' DCAP signatures and TCB against this collateral (dcap-qvl JSON, one
+    /// platform); without it quotes are parsed but not verified.
+    #[arg(long, value_name = "FILE")]
+    pub dcap_collateral: Option<PathBuf>,
+    /// Verify DCAP collateral at this fixed time (Unix seconds) instead of now, for expired
+    /// test collateral.
+    #[arg(long, value_name = "UNIX_SECONDS", requires = "dcap_collateral")]
+    pub dcap_fixed_time: Option<i64>,
 }
 
 /// `sp` subcommands.
@@ -274,6 +282,8 @@ fn run_serve(args: ServeArgs, dir: Option<&Path>) -> anyhow::Result<()> {
         access_token_lifetime_secs: args.access_token_lifetime,
         maa_token_lifetime_secs: args.maa_token_lifetime,
         insecure_non_loopback: args.insecure_non_loopback,
+        dcap_collateral: args.dcap_collateral,
+        dcap_fixed_time: args.dcap_fixed_time,
     };
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(serve(options, crate::hsm_routes, shutdown_signal()))?;

@@ -50,6 +50,10 @@ pub struct ServeOptions {
     pub maa_token_lifetime_secs: u64,
     /// Allow a non-loopback listen address.
     pub insecure_non_loopback: bool,
+    /// DCAP collateral file for quote verification.
+    pub dcap_collateral: Option<PathBuf>,
+    /// Fixed time for DCAP verification.
+    pub dcap_fixed_time: Option<i64>,
 }
 
 /// Why the server could not start or stopped.
@@ -191,6 +195,8 @@ pub async fn serve(
         base_url: format!("https://localhost:{}", local.port()),
         access_token_lifetime_secs: options.access_token_lifetime_secs,
         maa_token_lifetime_secs: options.maa_token_lifetime_secs,
+        dcap_collateral: options.dcap_collateral.clone(),
+        dcap_fixed_time: options.dcap_fixed_time,
     };
     let emulator = Arc::new(Emulator::open(config, options.faults.clone())?);
     let extra = hsm_routes(&emulator)?;

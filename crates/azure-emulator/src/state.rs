@@ -3,6 +3,10 @@
 //! `State<Arc<Emulator>>`.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+
+use quarry_enclave::collateral::Collateral;
+use quarry_enclave::verify::{Clock, FixedClock, SystemClock, Verifier};
 
 use crate::ca::{Ca, CaError};
 use crate::entra::{Entra, EntraStoreError};
@@ -25,6 +29,11 @@ pub struct Config {
     pub access_token_lifetime_secs: u64,
     /// Lifetime of MAA tokens, seconds.
     pub maa_token_lifetime_secs: u64,
+    /// Collateral (dcap-qvl JSON) to verify quotes' DCAP signatures with; none: no verification.
+    pub dcap_collateral: Option<PathBuf>,
+    /// A fixed time (Unix seconds) for DCAP verification instead of the clock, for collateral
+    /// that has expired (test fixtures).
+    pub dcap_fixed_time: Option<i64>,
 }
 
 /// A failure opening the emulator's state.
@@ -43,6 +52,14 @@ pub enum OpenError {
     /// The MAA instance cannot be loaded or created.
     #[error(transparent)]
     Maa(#[from] MaaStoreError),
+    /// The DCAP collateral cannot be read.
+    #[error("dcap collateral {path}: {detail}")]
+    Collateral {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        detail: String,
+    },
     /// The Managed HSM cannot be opened.
     #[error("managed hsm: {0}")]
     Hsm(String),
@@ -74,8 +91,20 @@ impl Emulator {
         let ca = Ca::open(&state)?;
         let entra =
             Entra::open(&state)?.with_access_token_lifetime(config.access_token_lifetime_secs);
-        let maa = Maa::open(&state, &config.base_url)?
+        let mut maa = Maa::open(&state, &config.base_url)?
             .with_token_lifetime(config.maa_token_lifetime_secs);
+        if let Some(path) = &config.dcap_collateral {
+            let collateral = Collateral::from_file(path).map_err(|e| OpenError::Collateral {
+                path: path.clone(),
+                detail: format!("{e:#}"),
+            })?;
+            let clock: Arc<dyn Clock> = match config.dcap_fixed_time {
+                Some(t) => Arc::new(FixedClock(t)),
+                None => Arc::new(SystemClock),
+            };
+            // MAA's default policy admits debug enclaves and reports them in the token.
+            maa = maa.with_dcap(Verifier::new(clock).allow_debug(true), collateral);
+        }
         let hsm = Hsm::open(&config.state_dir, HSM_HOST, &ca)
             .map_err(|e| OpenError::Hsm(e.to_string()))?;
         Ok(Self {

@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use http::{HeaderMap, HeaderValue, Method, Uri};
 use serde_json::{Value, json};
+use zeroize::Zeroizing;
 
 use super::{EntraError, KNOWN_RESOURCES};
 use crate::Emulator;
@@ -163,59 +164,38 @@ async fn token_inner(
             BodyError::TooLarge { limit } => EntraError::body_too_large(limit),
             BodyError::Read(_) => EntraError::not_a_form(),
         })?;
-    let form: Vec<(String, String)> =
-        serde_urlencoded::from_bytes(&bytes).map_err(|_| EntraError::not_a_form())?;
-    let param = |name: &str| {
-        form.iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-            .filter(|v| !v.is_empty())
-    };
-
-    let grant = param("grant_type").ok_or_else(|| EntraError::missing_parameter("grant_type"))?;
-    if grant != "client_credentials" {
-        return Err(EntraError::unsupported_grant_type(grant));
-    }
-    let client_id = param("client_id").ok_or_else(|| EntraError::missing_parameter("client_id"))?;
-    if uuid::Uuid::parse_str(client_id).is_err() {
-        return Err(EntraError::invalid_client_id(client_id));
-    }
-    let scope = param("scope").ok_or_else(|| EntraError::missing_parameter("scope"))?;
-    let resource = resource_of(scope)?;
-    if !is_known_resource(resource, &emulator.config.base_url) {
+    let request = parse_token_form(&bytes)?;
+    if !is_known_resource(&request.resource, &emulator.config.base_url) {
         return Err(EntraError::resource_not_found(
-            resource,
+            &request.resource,
             emulator.entra.tenant_id(),
         ));
     }
 
     let sp = emulator
         .entra
-        .service_principal(client_id)
+        .service_principal(&request.client_id)
         .map_err(|e| {
             tracing::error!(error = %e, "reading service principals failed");
             EntraError::internal()
         })?
-        .ok_or_else(|| EntraError::application_not_found(client_id, emulator.entra.tenant_id()))?;
+        .ok_or_else(|| {
+            EntraError::application_not_found(&request.client_id, emulator.entra.tenant_id())
+        })?;
 
-    let appidacr = match (param("client_secret"), param("client_assertion")) {
-        (Some(_), Some(_)) => return Err(EntraError::two_credentials()),
-        (None, None) => return Err(EntraError::no_credential()),
-        (Some(secret), None) => {
-            if !sp.secret_matches(secret) {
+    let appidacr = match request.credential.clone()? {
+        ClientCredential::Secret(secret) => {
+            if !sp.secret_matches(&secret) {
                 return Err(EntraError::invalid_secret(&sp.app_id));
             }
             "1"
         }
-        (None, Some(assertion)) => {
-            let kind = param("client_assertion_type").unwrap_or_default();
-            if kind != JWT_BEARER {
-                return Err(EntraError::invalid_assertion_type(kind));
-            }
-            emulator.entra.check_assertion(&sp, assertion)?;
+        ClientCredential::Assertion(assertion) => {
+            emulator.entra.check_assertion(&sp, &assertion)?;
             "2"
         }
     };
+    let resource = request.resource.as_str();
 
     let (token, lifetime) = emulator
         .entra
@@ -238,6 +218,81 @@ async fn token_inner(
     );
     headers.insert(http::header::PRAGMA, HeaderValue::from_static("no-cache"));
     Ok(response)
+}
+
+/// How the client authenticates.
+#[derive(Clone)]
+pub enum ClientCredential {
+    /// `client_secret`.
+    Secret(Zeroizing<String>),
+    /// `client_assertion` of type JWT bearer.
+    Assertion(Zeroizing<String>),
+}
+
+/// A client-credentials token request, checked up to the principal lookup. `Debug` hides the
+/// credential.
+pub struct TokenRequest {
+    /// `client_id`.
+    pub client_id: String,
+    /// The resource of the scope (`https://managedhsm.azure.net`).
+    pub resource: String,
+    /// The secret or assertion, or why neither is usable: Entra reports credential problems
+    /// only after it has found the application, so the error waits here.
+    pub credential: Result<ClientCredential, EntraError>,
+}
+
+impl std::fmt::Debug for TokenRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenRequest")
+            .field("client_id", &self.client_id)
+            .field("resource", &self.resource)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Parses a token request body (`application/x-www-form-urlencoded`) and checks what needs no
+/// state: grant type, client id, scope, and that exactly one well-typed credential is present.
+/// Unknown parameters (`client_info`, `claims`) are ignored, as Entra does.
+pub fn parse_token_form(body: &[u8]) -> Result<TokenRequest, EntraError> {
+    let form: Vec<(String, String)> =
+        serde_urlencoded::from_bytes(body).map_err(|_| EntraError::not_a_form())?;
+    let param = |name: &str| {
+        form.iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .filter(|v| !v.is_empty())
+    };
+
+    let grant = param("grant_type").ok_or_else(|| EntraError::missing_parameter("grant_type"))?;
+    if grant != "client_credentials" {
+        return Err(EntraError::unsupported_grant_type(grant));
+    }
+    let client_id = param("client_id").ok_or_else(|| EntraError::missing_parameter("client_id"))?;
+    if uuid::Uuid::parse_str(client_id).is_err() {
+        return Err(EntraError::invalid_client_id(client_id));
+    }
+    let scope = param("scope").ok_or_else(|| EntraError::missing_parameter("scope"))?;
+    let resource = resource_of(scope)?.to_owned();
+    let credential = match (param("client_secret"), param("client_assertion")) {
+        (Some(_), Some(_)) => Err(EntraError::two_credentials()),
+        (None, None) => Err(EntraError::no_credential()),
+        (Some(secret), None) => Ok(ClientCredential::Secret(Zeroizing::new(secret.to_owned()))),
+        (None, Some(assertion)) => {
+            let kind = param("client_assertion_type").unwrap_or_default();
+            if kind == JWT_BEARER {
+                Ok(ClientCredential::Assertion(Zeroizing::new(
+                    assertion.to_owned(),
+                )))
+            } else {
+                Err(EntraError::invalid_assertion_type(kind))
+            }
+        }
+    };
+    Ok(TokenRequest {
+        client_id: client_id.to_owned(),
+        resource,
+        credential,
+    })
 }
 
 /// The resource of a client-credentials scope: exactly one `<resource>/.default`.
@@ -284,6 +339,22 @@ mod tests {
         );
         assert_eq!(resource_of("openid").unwrap_err().code, 1002012);
         assert_eq!(resource_of("/.default").unwrap_err().code, 1002012);
+    }
+
+    #[test]
+    fn form_checks_need_no_state() {
+        let ok = parse_token_form(
+            b"grant_type=client_credentials&client_id=11111111-2222-3333-4444-555555555555\
+              &scope=https%3A%2F%2Fmanagedhsm.azure.net%2F.default&client_secret=s&client_info=1",
+        )
+        .unwrap();
+        assert_eq!(ok.resource, "https://managedhsm.azure.net");
+        assert!(matches!(ok.credential, Ok(ClientCredential::Secret(ref s)) if s.as_str() == "s"));
+        assert_eq!(parse_token_form(b"%%%").unwrap_err().code, 900144);
+        assert_eq!(
+            parse_token_form(b"grant_type=password").unwrap_err().code,
+            70003
+        );
     }
 
     #[test]

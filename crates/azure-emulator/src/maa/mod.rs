@@ -31,7 +31,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use quarry_enclave::claims;
+use quarry_enclave::collateral::Collateral;
 use quarry_enclave::quote::Quote;
+use quarry_enclave::verify::Verifier;
 
 pub use routes::routes;
 
@@ -135,6 +137,9 @@ pub enum AttestError {
     /// Init-time data was sent for an enclave without KSS, or does not match CONFIGID.
     #[error("the init time data does not match the quote: {0}")]
     InitTimeData(String),
+    /// The quote did not verify against the configured collateral.
+    #[error("the specified quote was invalid due to an error in the quote collateral: {0}")]
+    Collateral(String),
     /// `draftPolicyForAttestation` is not emulated.
     #[error("draftPolicyForAttestation is not supported by this attestation instance")]
     DraftPolicy,
@@ -147,7 +152,7 @@ impl AttestError {
     /// MAA's error code for this failure.
     pub fn code(&self) -> &'static str {
         match self {
-            AttestError::Quote(_) => "InvalidQuote",
+            AttestError::Quote(_) | AttestError::Collateral(_) => "InvalidQuote",
             AttestError::RuntimeDataMismatch { .. } | AttestError::InitTimeData(_) => {
                 "InvalidRuntimeData"
             }
@@ -243,6 +248,7 @@ pub struct Maa {
     signer: TokenSigner,
     own_url: String,
     token_lifetime: u64,
+    dcap: Option<(Verifier, Collateral)>,
 }
 
 impl fmt::Debug for Maa {
@@ -287,6 +293,7 @@ impl Maa {
             signer,
             own_url: own_url.to_owned(),
             token_lifetime: DEFAULT_TOKEN_LIFETIME_SECS,
+            dcap: None,
         })
     }
 
@@ -431,16 +438,70 @@ impl Maa {
         }))
     }
 
+    /// Uses `collateral` to verify quotes' DCAP signatures and TCB with `verifier`; tokens then
+    /// carry the collateral's real hashes. Without it, quotes are parsed but not verified.
+    pub fn with_dcap(mut self, verifier: Verifier, collateral: Collateral) -> Self {
+        self.dcap = Some((verifier, collateral));
+        self
+    }
+
     /// Attests an SGX quote and returns the signed token.
     pub fn attest_sgx(
         &self,
         request: &AttestSgxRequest,
         lifetime_override: Option<u64>,
     ) -> Result<String, AttestError> {
-        if request.draft_policy.is_some() {
+        let validated = request.validate()?;
+        let collateral = match &self.dcap {
+            Some((verifier, collateral)) => {
+                verifier
+                    .verify(&validated.quote_bytes, collateral)
+                    .map_err(|e| AttestError::Collateral(format!("{e:#}")))?;
+                Some(collateral)
+            }
+            None => None,
+        };
+
+        let doc = self
+            .load()
+            .map_err(|e| AttestError::Internal(e.to_string()))?;
+        let issuer = doc.issuer.clone().unwrap_or_else(|| self.own_url.clone());
+        let tcb = doc
+            .tcb_identifier
+            .unwrap_or_else(|| DEFAULT_TCB_IDENTIFIER.to_owned());
+        let lifetime = lifetime_override.unwrap_or(self.token_lifetime);
+        let claims = sgx_claims(SgxClaimsInput {
+            validated: &validated,
+            collateral,
+            issuer: &issuer,
+            tcb_identifier: &tcb,
+            now: now(),
+            lifetime,
+        });
+
+        let mut header = Map::new();
+        header.insert("alg".into(), "RS256".into());
+        header.insert("jku".into(), format!("{issuer}/certs").into());
+        header.insert("kid".into(), self.kid().into());
+        header.insert("typ".into(), "JWT".into());
+        jose::sign_jwt(&header, &claims, self.signer.key())
+            .map_err(|e| AttestError::Internal(e.to_string()))
+    }
+}
+
+impl AttestSgxRequest {
+    /// Parses a request body.
+    pub fn from_json(body: &[u8]) -> Result<Self, AttestError> {
+        serde_json::from_slice(body).map_err(|e| AttestError::Body(e.to_string()))
+    }
+
+    /// Checks everything about the request that needs no key: the quote decodes and parses,
+    /// the runtime data is bound to the report data, the init-time data to the config id.
+    pub fn validate(&self) -> Result<ValidatedAttestation, AttestError> {
+        if self.draft_policy.is_some() {
             return Err(AttestError::DraftPolicy);
         }
-        let quote_b64 = request
+        let quote_b64 = self
             .quote
             .as_deref()
             .filter(|q| !q.is_empty())
@@ -452,7 +513,7 @@ impl Maa {
         let quote = Quote::parse(&quote_bytes).map_err(|e| AttestError::Quote(e.to_string()))?;
         let body = &quote.report_body;
 
-        let runtime = decode_data(request.runtime_data.as_ref(), "runtimeData")?;
+        let runtime = decode_data(self.runtime_data.as_ref(), "runtimeData")?;
         if let Some(runtime) = &runtime {
             let actual = digest::digest(&digest::SHA256, &runtime.bytes);
             if actual.as_ref() != &body.report_data[..32] {
@@ -462,7 +523,7 @@ impl Maa {
                 });
             }
         }
-        let init_time = decode_data(request.init_time_data.as_ref(), "initTimeData")?;
+        let init_time = decode_data(self.init_time_data.as_ref(), "initTimeData")?;
         if let Some(init_time) = &init_time {
             if !body.attributes.is_kss() {
                 return Err(AttestError::InitTimeData(
@@ -481,37 +542,30 @@ impl Maa {
             }
         }
 
-        let doc = self
-            .load()
-            .map_err(|e| AttestError::Internal(e.to_string()))?;
-        let issuer = doc.issuer.clone().unwrap_or_else(|| self.own_url.clone());
-        let tcb = doc
-            .tcb_identifier
-            .unwrap_or_else(|| DEFAULT_TCB_IDENTIFIER.to_owned());
-        let lifetime = lifetime_override.unwrap_or(self.token_lifetime);
-        let claims = sgx_claims(SgxClaimsInput {
-            quote: &quote,
-            quote_bytes: &quote_bytes,
-            runtime: runtime.as_ref(),
-            init_time: init_time.as_ref(),
-            nonce: request.nonce.as_deref(),
-            issuer: &issuer,
-            tcb_identifier: &tcb,
-            now: now(),
-            lifetime,
-        });
-
-        let mut header = Map::new();
-        header.insert("alg".into(), "RS256".into());
-        header.insert("jku".into(), format!("{issuer}/certs").into());
-        header.insert("kid".into(), self.kid().into());
-        header.insert("typ".into(), "JWT".into());
-        jose::sign_jwt(&header, &claims, self.signer.key())
-            .map_err(|e| AttestError::Internal(e.to_string()))
+        Ok(ValidatedAttestation {
+            quote,
+            quote_bytes,
+            runtime,
+            init_time,
+            nonce: self.nonce.clone(),
+        })
     }
 }
 
+/// An attestation request that passed every check that needs no key.
+#[derive(Debug)]
+pub struct ValidatedAttestation {
+    /// The parsed quote.
+    pub quote: Quote,
+    /// The decoded quote bytes as sent.
+    pub quote_bytes: Vec<u8>,
+    runtime: Option<Data>,
+    init_time: Option<Data>,
+    nonce: Option<String>,
+}
+
 /// Decoded runtime or init-time data.
+#[derive(Debug)]
 struct Data {
     bytes: Vec<u8>,
     /// The parsed object for `dataType` `JSON`.
@@ -577,11 +631,8 @@ fn json_type(value: &Value) -> &'static str {
 }
 
 struct SgxClaimsInput<'a> {
-    quote: &'a Quote,
-    quote_bytes: &'a [u8],
-    runtime: Option<&'a Data>,
-    init_time: Option<&'a Data>,
-    nonce: Option<&'a str>,
+    validated: &'a ValidatedAttestation,
+    collateral: Option<&'a Collateral>,
     issuer: &'a str,
     tcb_identifier: &'a str,
     now: i64,
@@ -590,7 +641,8 @@ struct SgxClaimsInput<'a> {
 
 /// The claims of an SGX token, members in alphabetical order as MAA emits them.
 fn sgx_claims(input: SgxClaimsInput<'_>) -> Map<String, Value> {
-    let body = &input.quote.report_body;
+    let v = input.validated;
+    let body = &v.quote.report_body;
     let mut claims: Vec<(String, Value)> = Vec::new();
     let mut put = |name: &str, value: Value| claims.push((name.to_owned(), value));
 
@@ -604,7 +656,7 @@ fn sgx_claims(input: SgxClaimsInput<'_>) -> Map<String, Value> {
     put("x-ms-policy-hash", policy_hash(DEFAULT_SGX_POLICY).into());
     put("x-ms-sgx-tcbidentifier", input.tcb_identifier.into());
 
-    let collateral = collateral_claims(input.quote_bytes);
+    let collateral = collateral_claims(&v.quote_bytes, input.collateral);
     put("x-ms-sgx-collateral", collateral.clone());
     put("maa-attestationcollateral", collateral);
 
@@ -617,7 +669,7 @@ fn sgx_claims(input: SgxClaimsInput<'_>) -> Map<String, Value> {
         put(&name, value);
     }
 
-    if let Some(runtime) = input.runtime {
+    if let Some(runtime) = &v.runtime {
         let ehd = jose::b64url(&runtime.bytes);
         put("x-ms-sgx-ehd", ehd.clone().into());
         put("maa-ehd", ehd.clone().into());
@@ -626,11 +678,11 @@ fn sgx_claims(input: SgxClaimsInput<'_>) -> Map<String, Value> {
             put("x-ms-runtime", Value::Object(json.clone()));
         }
     }
-    if let Some(json) = input.init_time.and_then(|d| d.json.as_ref()) {
+    if let Some(json) = v.init_time.as_ref().and_then(|d| d.json.as_ref()) {
         put("x-ms-inittime", Value::Object(json.clone()));
     }
-    if let Some(nonce) = input.nonce {
-        put("nonce", nonce.into());
+    if let Some(nonce) = &v.nonce {
+        put("nonce", nonce.as_str().into());
     }
 
     claims.sort_by(|a, b| a.0.cmp(&b.0));
@@ -643,19 +695,30 @@ fn sorted(map: Map<String, Value>) -> Map<String, Value> {
     entries.into_iter().collect()
 }
 
-/// `x-ms-sgx-collateral`: the quote's real hash; the collateral hashes are of empty collateral
-/// because the emulator does not verify the quote against Intel's collateral.
-fn collateral_claims(quote: &[u8]) -> Value {
-    let empty = hex::encode(digest::digest(&digest::SHA256, b"").as_ref());
-    let quote_hash = hex::encode(digest::digest(&digest::SHA256, quote).as_ref());
+/// `x-ms-sgx-collateral`: SHA-256 of the quote and of each part of the collateral it was
+/// verified with; without collateral (no DCAP verification) the collateral hashes are of empty
+/// input.
+fn collateral_claims(quote: &[u8], collateral: Option<&Collateral>) -> Value {
+    let hash = |bytes: &[u8]| hex::encode(digest::digest(&digest::SHA256, bytes).as_ref());
+    let [qe_certs, crl, qe_identity, tcb_certs, tcb_info] =
+        match collateral.map(Collateral::as_dcap) {
+            Some(c) => [
+                hash(c.qe_identity_issuer_chain.as_bytes()),
+                hash(&c.root_ca_crl),
+                hash(c.qe_identity.as_bytes()),
+                hash(c.tcb_info_issuer_chain.as_bytes()),
+                hash(c.tcb_info.as_bytes()),
+            ],
+            None => std::array::from_fn(|_| hash(b"")),
+        };
     json!({
-        "qeidcertshash": empty,
-        "qeidcrlhash": empty,
-        "qeidhash": empty,
-        "quotehash": quote_hash,
-        "tcbinfocertshash": empty,
-        "tcbinfocrlhash": empty,
-        "tcbinfohash": empty,
+        "qeidcertshash": qe_certs,
+        "qeidcrlhash": crl,
+        "qeidhash": qe_identity,
+        "quotehash": hash(quote),
+        "tcbinfocertshash": tcb_certs,
+        "tcbinfocrlhash": crl,
+        "tcbinfohash": tcb_info,
     })
 }
 

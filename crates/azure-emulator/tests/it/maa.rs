@@ -324,3 +324,70 @@ async fn bad_input_gets_maas_errors() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 405);
 }
+
+#[tokio::test]
+async fn dcap_verification_with_collateral_reports_its_hashes() {
+    let collateral_path = testdata("sgx/dcap-qvl-sample.collateral.json");
+    let collateral: Value =
+        serde_json::from_slice(&std::fs::read(&collateral_path).unwrap()).unwrap();
+    let sha = |bytes: &[u8]| hex::encode(digest::digest(&digest::SHA256, bytes).as_ref());
+    // 2025-07-01T00:00:00Z lies inside the collateral's validity.
+    let inside = "1751328000";
+    let path = collateral_path.to_str().unwrap();
+    let emu = Emu::start(&["--dcap-collateral", path, "--dcap-fixed-time", inside]);
+
+    let quote = real_quote();
+    let (status, body) = emu.attest(&json!({ "quote": b64url(&quote) })).await;
+    assert_eq!(status, 200, "{body}");
+    let claims = verify_with_certs(&emu, body["token"].as_str().unwrap()).await;
+    let c = &claims["x-ms-sgx-collateral"];
+    assert_eq!(c["quotehash"], sha(&quote));
+    assert_eq!(
+        c["tcbinfohash"],
+        sha(collateral["tcb_info"].as_str().unwrap().as_bytes())
+    );
+    assert_eq!(
+        c["qeidhash"],
+        sha(collateral["qe_identity"].as_str().unwrap().as_bytes())
+    );
+    let root_crl = hex::decode(collateral["root_ca_crl"].as_str().unwrap()).unwrap();
+    assert_eq!(c["qeidcrlhash"], sha(&root_crl));
+    assert_eq!(claims["maa-attestationcollateral"], *c);
+
+    // The signature covers the report body: a changed report data no longer verifies.
+    let tampered = json!({
+        "quote": b64url(&quote_binding(b"runtime")),
+        "runtimeData": { "data": b64url(b"runtime"), "dataType": "Binary" },
+    });
+    let (status, body) = emu.attest(&tampered).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "InvalidQuote");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("collateral"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn dcap_verification_fails_outside_the_collateral_validity() {
+    let path = testdata("sgx/dcap-qvl-sample.collateral.json");
+    // 2025-08-01T00:00:00Z is after the collateral's next update.
+    let emu = Emu::start(&[
+        "--dcap-collateral",
+        path.to_str().unwrap(),
+        "--dcap-fixed-time",
+        "1754006400",
+    ]);
+    let (status, body) = emu.attest(&json!({ "quote": b64url(&real_quote()) })).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("expired"),
+        "{body}"
+    );
+}
