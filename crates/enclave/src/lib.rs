@@ -1,7 +1,13 @@
 //! The TEE boundary: everything Quarry asks of the hardware goes through the [`Enclave`] trait —
 //! a quote over 64 bytes of report data, a seal key for a [`SealPolicy`], and the enclave's own
-//! [`Identity`]. Backends: `gramine` (real SGX through `/dev/attestation`) and `simulation`
-//! (no TEE, insecure, for development).
+//! [`Identity`]. Backends: [`gramine`] (real SGX through `/dev/attestation`) and [`simulation`]
+//! (no TEE, insecure, for development); [`select()`] chooses one so that simulation is impossible
+//! where a TEE exists.
+//!
+//! Around the trait: [`quote`] parses SGX DCAP quotes (versions 3 and 4, with or without the
+//! Open Enclave header), [`claims`] maps a report body to Azure Attestation claims,
+//! [`collateral`] and [`pccs`] provide Intel's collateral from a file or a PCCS, and [`verify`]
+//! checks quotes with `dcap-qvl` and applies the TCB acceptance rules of manifest packages.
 //!
 //! The trait is deliberately narrow so that a backend for Azure confidential VMs (SEV-SNP or TDX
 //! through the vTPM) can implement it too.

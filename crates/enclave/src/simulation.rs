@@ -142,7 +142,7 @@ impl std::fmt::Debug for Simulation {
 
 impl Simulation {
     /// Starts the simulation backend with explicit settings, creating the key file if needed.
-    /// Does not look at the environment or for a TEE: [`crate::select`] does that.
+    /// Does not look at the environment or for a TEE: [`crate::select()`] does that.
     pub fn new(settings: SimulationSettings) -> Result<Self, EnclaveError> {
         let key_file = settings.seal_dir.join(SEAL_KEY_FILE);
         let secret = load_or_create_secret(&settings.seal_dir, &key_file)?;
