@@ -7,7 +7,7 @@
 //! offending value. The `AzureHSMSealing` rule depends on the Coordinator's environment, which
 //! the caller passes in; the module reads no environment itself.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 
 use quarry_common::DocPath;
@@ -478,19 +478,18 @@ fn check_tls(manifest: &Manifest, report: &mut Report) {
 
 /// C11 to C13 and the PEM check of users' certificates.
 fn check_users(manifest: &Manifest, report: &mut Report) {
+    // Certificate text → the first user (in key order) who has it.
+    let mut first_with: HashMap<&str, &str> = HashMap::new();
     for (name, user) in &manifest.users {
         let path = DocPath::root().field("Users").key(name);
         if user.certificate.is_empty() {
             report.fail(path.field("Certificate"), CheckError::EmptyUserCertificate);
         } else {
-            let earlier = manifest
-                .users
-                .range::<String, _>(..name.clone())
-                .find(|(_, u)| u.certificate == user.certificate);
-            if let Some((other, _)) = earlier {
+            let first = *first_with.entry(&user.certificate).or_insert(name);
+            if first != name {
                 report.fail(
                     path.field("Certificate"),
-                    CheckError::DuplicateUserCertificate(other.clone()),
+                    CheckError::DuplicateUserCertificate(first.to_owned()),
                 );
             }
             if let Err(reason) = crate::pem::parse_user_certificate(&user.certificate) {

@@ -158,7 +158,7 @@ impl Decoder {
                 .find(|n| **n == key)
                 .or_else(|| names.iter().find(|n| go_fold_eq(key, n)));
             let Some(&name) = name else {
-                self.warn(&path.field(key), WarningKind::UnknownKey);
+                self.warn(&unknown_key_path(path, key), WarningKind::UnknownKey);
                 continue;
             };
             let field_path = path.field(name);
@@ -340,6 +340,17 @@ impl Decoder {
         if *node != Node::Null {
             self.warn(path, WarningKind::IgnoredField(reason));
         }
+    }
+}
+
+/// The path of an unknown key: written as a field when it looks like one, as a quoted key
+/// otherwise, so that odd characters cannot make the path ambiguous.
+fn unknown_key_path(path: &DocPath, key: &str) -> DocPath {
+    let plain = !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if plain {
+        path.field(key)
+    } else {
+        path.key(key)
     }
 }
 

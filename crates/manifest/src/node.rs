@@ -257,8 +257,9 @@ impl<'de> Visitor<'de> for NodeSeed {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Node, A::Error> {
         let inner = self.nested()?;
         let mut entries: Vec<(String, Node)> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         while let Some(key) = map.next_key_seed(KeySeed)? {
-            if entries.iter().any(|(k, _)| *k == key) {
+            if !seen.insert(key.clone()) {
                 return Err(de::Error::custom(format_args!("duplicate key {key:?}")));
             }
             let value = map.next_value_seed(inner)?;

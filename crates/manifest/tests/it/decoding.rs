@@ -246,3 +246,30 @@ fn null_document_is_an_empty_manifest() {
     let report = quarry_manifest::check(doc.manifest(), &EmptyEnvironment);
     assert_eq!(report.violations.len(), 2);
 }
+
+#[test]
+fn unknown_keys_with_odd_characters_are_quoted_in_paths() {
+    let mut m = base();
+    m["Packages"]["pkg"]["a.b"] = json!(1);
+    let doc = decode(&m);
+    assert_eq!(
+        doc.warnings()[0].path.to_string(),
+        r#"Packages["pkg"]["a.b"]"#
+    );
+}
+
+#[test]
+fn large_objects_decode_in_linear_time() {
+    // 100,000 keys: a quadratic duplicate check would take minutes.
+    let mut text = String::from(r#"{"Packages": {"#);
+    for i in 0..100_000 {
+        if i > 0 {
+            text.push(',');
+        }
+        text.push_str(&format!(r#""p{i}": {{"Debug": true}}"#));
+    }
+    text.push_str(r#"}, "Marbles": {"m": {"Package": "p0"}}}"#);
+    let doc = ManifestDocument::from_json(text.into_bytes()).unwrap();
+    assert_eq!(doc.manifest().packages.len(), 100_000);
+    assert!(quarry_manifest::check(doc.manifest(), &EmptyEnvironment).is_valid());
+}
