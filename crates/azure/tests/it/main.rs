@@ -1,5 +1,6 @@
 //! Integration tests of the Secure Key Release client.
 
+mod emulator;
 mod fixtures;
 mod secrets;
 mod support;
