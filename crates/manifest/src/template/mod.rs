@@ -7,6 +7,10 @@
 //! secrets without NUL bytes). `Argv` is never templated, and `NoTemplates` values pass
 //! through verbatim.
 //!
+//! Entry points: [`dry_run_manifest`] checks a decoded manifest (at manifest set, and at secret
+//! upload with the uploaded values); [`Renderer`] renders one Marble's parameters at
+//! activation; [`dry_run`] and [`TemplateData::placeholders`] are the parts both are made of.
+//!
 //! Where Quarry is stricter than MarbleRun, it refuses at the dry run what MarbleRun would
 //! render wrongly or only fail on at activation:
 //! - a bare `{{ .Secrets.k }}` (Go would print its struct formatting) is an error, as is
@@ -24,6 +28,7 @@ mod data;
 mod encode;
 mod engine;
 mod error;
+mod manifest;
 mod params;
 mod shape;
 mod syntax;
@@ -43,6 +48,7 @@ pub use data::{
 pub use encode::{Encoder, Section};
 pub use engine::{MAX_ENCODER_CALLS, MAX_RANGE_ITERATIONS, MAX_RENDERED_BYTES};
 pub use error::{RenderError, TemplateErrors, TemplateProblem};
+pub use manifest::dry_run_manifest;
 pub use params::{DecodeError, Encoding, ParameterValue, Parameters};
 pub use shape::{SecretShape, ShapeError, placeholder_data, placeholder_marblerun};
 
