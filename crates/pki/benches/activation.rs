@@ -38,6 +38,17 @@ fn activation(c: &mut Criterion) {
                 .expect("issue")
         })
     });
+    group.bench_function("csr_parse_and_verify", |b| {
+        use x509_parser::prelude::FromDer;
+        b.iter(|| {
+            let (_, request) =
+                x509_parser::certification_request::X509CertificationRequest::from_der(black_box(
+                    &csr,
+                ))
+                .expect("parse");
+            request.verify_signature().expect("verify")
+        })
+    });
     group.bench_function("p384_key_generation", |b| {
         b.iter(|| CaKey::generate().expect("key"))
     });
