@@ -408,3 +408,14 @@ fn reports_every_problem_at_once() {
         ]
     );
 }
+
+#[test]
+fn violations_display_path_message_and_rule() {
+    let mut m = base();
+    m["Marbles"]["web"]["Package"] = json!("nope");
+    let report = check(&m);
+    assert_eq!(
+        report.violations[0].to_string(),
+        r#"Marbles["web"].Package: package "nope" is not defined in Packages [C3]"#
+    );
+}

@@ -114,3 +114,21 @@ fn the_gate_name_is_case_insensitive_and_other_gates_need_no_environment() {
     m["Config"]["FeatureGates"] = serde_json::json!(["SignQuoteEndpoint"]);
     assert!(check_in(&m, &EmptyEnvironment).is_valid());
 }
+
+#[test]
+fn any_lookup_function_is_an_environment() {
+    let seed = seed_map();
+    let lookup = |name: &str| seed.get(name).cloned();
+    assert!(missing_hsm_variables(&lookup).is_empty());
+    let report = check_in(&manifest(), &lookup);
+    assert!(report.is_valid(), "{:?}", report.violations);
+    let nothing = |_: &str| None;
+    assert_eq!(missing_hsm_variables(&nothing).len(), 6);
+}
+
+#[test]
+fn an_env_file_without_the_variables_is_reported() {
+    let env = EnvFile::parse_isolated("EDG_MAA_URL=https://maa.example\n").unwrap();
+    assert_eq!(missing_hsm_variables(&env).len(), 5);
+    assert!(!missing_hsm_variables(&env).contains(&"EDG_MAA_URL".to_owned()));
+}

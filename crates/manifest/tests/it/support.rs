@@ -72,6 +72,7 @@ pub(crate) fn assert_valid(manifest: &Value) {
 #[track_caller]
 pub(crate) fn assert_violations(manifest: &Value, expected: &[(&str, &str)]) {
     let report = check(manifest);
+    assert!(!report.is_valid(), "expected violations {expected:?}");
     let mut got = violations(&report);
     got.sort();
     let mut want: Vec<(String, &str)> = expected
