@@ -197,6 +197,8 @@ struct SessionState {
     results: Vec<EncodedResult>,
     failure: Option<RenderError>,
     calls: usize,
+    /// Bytes held by `results`.
+    encoded_bytes: usize,
 }
 
 struct EncodedResult {
@@ -225,11 +227,23 @@ impl Session {
             Ok(bytes) => {
                 let mut state = self.state();
                 state.calls += 1;
-                if state.calls > MAX_ENCODER_CALLS {
-                    drop(state);
-                    return Err(self.fail(RenderError::TooManyEncoderCalls {
+                state.encoded_bytes = state.encoded_bytes.saturating_add(bytes.len());
+                // Every result must reach the output, so results beyond its limit can only
+                // fail later; stop before holding them.
+                let limit = if state.calls > MAX_ENCODER_CALLS {
+                    Some(RenderError::TooManyEncoderCalls {
                         limit: MAX_ENCODER_CALLS,
-                    }));
+                    })
+                } else if state.encoded_bytes > MAX_RENDERED_BYTES {
+                    Some(RenderError::OutputTooLarge {
+                        limit: MAX_RENDERED_BYTES,
+                    })
+                } else {
+                    None
+                };
+                if let Some(cause) = limit {
+                    drop(state);
+                    return Err(self.fail(cause));
                 }
                 let index = state.results.len();
                 state.results.push(EncodedResult {

@@ -87,10 +87,10 @@ fn collect_expr(expr: &Expr, names: &mut Vec<String>) {
 pub(crate) fn check_blocks(text: &str) -> Result<(), RenderError> {
     let mut open: Vec<(&str, usize)> = Vec::new();
     let mut rest = text;
+    let mut line = 1;
     while let Some(start) = rest.find("{{") {
-        let line = 1 + text[..text.len() - rest.len() + start]
-            .matches('\n')
-            .count();
+        // Lines are counted over each stretch once, so long templates stay linear.
+        line += rest[..start].matches('\n').count();
         let action = &rest[start + 2..];
         // `{{- ` trims the text before; `{{-3}}` is the number -3.
         let action = match action.strip_prefix('-') {
@@ -114,7 +114,9 @@ pub(crate) fn check_blocks(text: &str) -> Result<(), RenderError> {
             }
             _ => {}
         }
-        rest = &action[end + 2..];
+        let consumed = rest.len() - action.len() + end + 2;
+        line += rest[start..consumed].matches('\n').count();
+        rest = &rest[consumed..];
     }
     match open.last() {
         Some((block, line)) => Err(block_error(
@@ -207,6 +209,7 @@ mod tests {
         for (text, message) in [
             ("{{ if true }}x", "{{if}} has no {{end}}"),
             ("a\n{{ range . }}", "data:2: unexpected EOF"),
+            ("{{\n1\n}}\n{{ end }}", "data:4: unexpected {{end}}"),
             (r#"{{ define "a" }}x"#, "{{define}} has no {{end}}"),
             ("a{{ end }}b", "unexpected {{end}}"),
             ("{{ else }}", "unexpected {{else}}"),

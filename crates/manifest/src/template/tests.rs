@@ -946,3 +946,20 @@ fn syntax_errors_name_line_and_column() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn encoder_results_beyond_the_output_limit_are_not_held() {
+    let big = Secret::plain(SecretBytes::new(vec![b'x'; 4 * 1024 * 1024]));
+    let mut data = data().clone();
+    data.set_secret("big", big);
+    let renderer = Renderer::new(&data);
+    let template = "{{ range 100 }}{{ hex $.Secrets.big }}{{ end }}";
+    assert_eq!(
+        renderer
+            .render_file(&ParameterValue::template(template))
+            .unwrap_err(),
+        RenderError::OutputTooLarge {
+            limit: MAX_RENDERED_BYTES
+        }
+    );
+}
