@@ -359,6 +359,26 @@ impl PccsClient {
     }
 }
 
+/// Where a verifier gets collateral: one fixed set (from a file) or a PCCS.
+#[derive(Debug, Clone)]
+pub enum CollateralSource {
+    /// The same collateral for every quote; quotes of another platform fail verification
+    /// with an FMSPC mismatch.
+    Fixed(Collateral),
+    /// Fetched per platform from a PCCS.
+    Pccs(PccsClient),
+}
+
+impl CollateralSource {
+    /// The collateral to verify `quote` with.
+    pub async fn collateral_for(&self, quote: &Quote) -> Result<Collateral, PccsError> {
+        match self {
+            CollateralSource::Fixed(collateral) => Ok(collateral.clone()),
+            CollateralSource::Pccs(client) => client.collateral_for_quote(quote).await,
+        }
+    }
+}
+
 /// Trims the URL to the service root: a trailing `/`, then `/sgx/certification/v4`.
 fn normalise(url: &str) -> Result<String, PccsError> {
     let invalid = |detail| PccsError::InvalidUrl {
