@@ -200,6 +200,10 @@ fn c14_package_roles() {
     m["Roles"]["r"]["ResourceNames"] = json!(["pkg"]);
     m["Roles"]["r"]["Actions"] = json!(["UpdateSecurityVersion", "ReadSecret"]);
     assert_violations(&m, &[(r#"Roles["r"].Actions[1]"#, "C14-C16")]);
+    assert_eq!(
+        check(&m).violations[0].error.to_string(),
+        r#"action "ReadSecret" is not allowed for resource type Packages"#
+    );
 }
 
 #[test]
@@ -243,6 +247,7 @@ fn c16_manifest_roles() {
     m["Roles"]["r"]["ResourceNames"] = json!([]);
     m["Roles"]["r"]["Actions"] = json!(["UpdateSecurityVersion"]);
     assert_violations(&m, &[(r#"Roles["r"].Actions[0]"#, "C14-C16")]);
+    assert!(check(&m).violations[0].error.to_string().ends_with("resource type Manifest"));
 }
 
 #[test]
@@ -369,18 +374,31 @@ fn p1_user_certificates_must_be_pem_certificates() {
         m["Users"]["alice"]["Certificate"] = json!(bad);
         assert_violations(&m, &[(r#"Users["alice"].Certificate"#, "P1")]);
     }
+    // Go's x509.ParseCertificate refuses trailing data after the certificate.
+    m["Users"]["alice"]["Certificate"] = json!(with_trailing_byte(&alice_pem()));
+    assert_violations(&m, &[(r#"Users["alice"].Certificate"#, "P1")]);
+}
+
+/// The PEM block of `pem_text` with one byte appended to its DER content.
+fn with_trailing_byte(pem_text: &str) -> String {
+    let block = pem::parse(pem_text).unwrap();
+    let mut der = block.contents().to_vec();
+    der.push(0);
+    pem::encode(&pem::Pem::new(block.tag(), der))
 }
 
 #[test]
 fn p2_recovery_keys_must_be_pem_rsa_public_keys() {
     let mut m = base();
-    m["RecoveryKeys"] = json!({"k": recovery_pem()});
+    m["RecoveryKeys"] = json!({"k": recovery_pem(), "small": data("recovery-1024.pub")});
     assert_valid(&m);
+    m["RecoveryKeys"] = json!({"k": recovery_pem()});
     for bad in [
         "garbage".to_owned(),
         alice_pem(),
         data("ec.pub"),
         data("recovery-512.pub"),
+        with_trailing_byte(&recovery_pem()),
     ] {
         m["RecoveryKeys"]["k"] = json!(bad);
         assert_violations(&m, &[(r#"RecoveryKeys["k"]"#, "P2")]);
