@@ -247,7 +247,12 @@ fn c16_manifest_roles() {
     m["Roles"]["r"]["ResourceNames"] = json!([]);
     m["Roles"]["r"]["Actions"] = json!(["UpdateSecurityVersion"]);
     assert_violations(&m, &[(r#"Roles["r"].Actions[0]"#, "C14-C16")]);
-    assert!(check(&m).violations[0].error.to_string().ends_with("resource type Manifest"));
+    assert!(
+        check(&m).violations[0]
+            .error
+            .to_string()
+            .ends_with("resource type Manifest")
+    );
 }
 
 #[test]
