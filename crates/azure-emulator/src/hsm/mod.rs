@@ -412,18 +412,20 @@ impl Hsm {
 
     /// `POST /keys/{name}[/{version}]/release`: returns the compact JWS of the response's
     /// `value`.
-    #[allow(clippy::too_many_arguments)]
     pub fn release_key(
         &self,
         caller: &Caller,
-        base_url: &str,
-        name: &str,
-        version: Option<&str>,
-        api_version: &str,
-        params: &ReleaseParams,
+        request: &ReleaseRequest<'_>,
         issuer_keys: IssuerKeys<'_>,
-        now: i64,
     ) -> Result<String, HsmError> {
+        let ReleaseRequest {
+            base_url,
+            name,
+            version,
+            api_version,
+            params,
+            now,
+        } = *request;
         self.authorize(caller, Action::Release, name)?;
         let store = self.read_keys()?;
         let (stored_name, key) = store
@@ -451,6 +453,7 @@ impl Hsm {
         let claims = release::validate_token(target, now, issuer_keys)?;
         let evaluation = policy.parse()?.evaluate(&claims);
         if !evaluation.is_released() {
+            tracing::debug!(key = stored_name, reason = %evaluation.summary(), "release refused by the policy");
             return Err(HsmError::forbidden(format!(
                 "Target environment attestation statement cannot be verified: the release policy \
                  is not satisfied ({})",
@@ -469,8 +472,26 @@ impl Hsm {
         };
         let key_kid = kid(base_url, stored_name, Some(&key.version));
         let payload = release::payload(&echo, key, &key_kid, &kek_kid, &kek)?;
+        tracing::debug!(key = stored_name, version = %key.version, enc = enc.as_str(), "key released");
         self.signer.sign(&payload)
     }
+}
+
+/// A release request as the route received it.
+#[derive(Debug, Clone, Copy)]
+pub struct ReleaseRequest<'a> {
+    /// The base URL the client used (for key ids).
+    pub base_url: &'a str,
+    /// The key's name.
+    pub name: &'a str,
+    /// The version addressed; the latest if `None`.
+    pub version: Option<&'a str>,
+    /// The request's api-version, echoed in the response.
+    pub api_version: &'a str,
+    /// The body.
+    pub params: &'a ReleaseParams,
+    /// The current Unix time, for the token's validity window and the key's.
+    pub now: i64,
 }
 
 /// `{base}/keys/{name}[/{version}]`.

@@ -99,6 +99,7 @@ fn challenge(base_url: &str, tenant: &str, error: Option<HsmError>) -> Response 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Operation {
     List,
+    Versions(String),
     Create(String),
     Import(String),
     Get(String, Option<String>),
@@ -133,6 +134,7 @@ fn operation(method: &Method, path: &str) -> Result<Operation, HsmError> {
         },
         [name, "create"] if method == Method::POST => Ok(Operation::Create((*name).into())),
         [name, "release"] if method == Method::POST => Ok(Operation::Release((*name).into(), None)),
+        [name, "versions"] if method == Method::GET => Ok(Operation::Versions((*name).into())),
         [name, v] if !name.is_empty() => match *method {
             Method::GET => Ok(Operation::Get((*name).into(), version(v))),
             Method::PATCH => Ok(Operation::Update((*name).into(), version(v))),
@@ -243,7 +245,7 @@ async fn serve(
     let api_version = api_version(&uri)?;
     let op = operation(&method, uri.path())?;
     let bytes = match op {
-        Operation::List | Operation::Get(..) => Default::default(),
+        Operation::List | Operation::Versions(_) | Operation::Get(..) => Default::default(),
         _ => read_body(body, MAX_BODY_BYTES).await.map_err(|e| match e {
             BodyError::TooLarge { limit } => HsmError::body_too_large(limit),
             BodyError::Read(detail) => {
@@ -257,6 +259,7 @@ async fn serve(
         let hsm: &Hsm = &emulator.hsm;
         match op {
             Operation::List => list(hsm, &caller, &base_url),
+            Operation::Versions(name) => versions(hsm, &caller, &base_url, &name),
             Operation::Create(name) => {
                 hsm.create_key(&caller, &base_url, &name, &parse_body(&bytes)?)
             }
@@ -285,16 +288,15 @@ async fn serve(
                         }
                     }
                 };
-                let jws = hsm.release_key(
-                    &caller,
-                    &base_url,
-                    &name,
-                    version.as_deref(),
-                    &api_version,
-                    &params,
-                    &issuer_keys,
-                    unix_now(),
-                )?;
+                let request = super::ReleaseRequest {
+                    base_url: &base_url,
+                    name: &name,
+                    version: version.as_deref(),
+                    api_version: &api_version,
+                    params: &params,
+                    now: unix_now(),
+                };
+                let jws = hsm.release_key(&caller, &request, &issuer_keys)?;
                 Ok(serde_json::json!({ "value": jws }))
             }
         }
@@ -306,6 +308,32 @@ async fn serve(
     })?;
     let body = result?;
     Ok(json_response(StatusCode::OK, &body))
+}
+
+/// `GET /keys/{name}/versions`: every version of a key.
+fn versions(hsm: &Hsm, caller: &Caller, base_url: &str, name: &str) -> Result<Value, HsmError> {
+    hsm.authorize(caller, super::Action::Read, name)?;
+    let store = hsm.read_keys()?;
+    let Some((stored_name, versions)) = store
+        .keys
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+    else {
+        return Err(HsmError::key_not_found(name, None));
+    };
+    let items: Vec<Value> = versions
+        .iter()
+        .map(|k| {
+            let mut item = serde_json::Map::new();
+            item.insert("attributes".into(), k.attributes_json());
+            item.insert(
+                "kid".into(),
+                super::kid(base_url, stored_name, Some(&k.version)).into(),
+            );
+            Value::Object(item)
+        })
+        .collect();
+    Ok(serde_json::json!({ "value": items, "nextLink": null }))
 }
 
 /// `GET /keys`: the latest version of every key the caller may read.
@@ -377,6 +405,10 @@ mod tests {
             Operation::Update("k".into(), None)
         );
         assert_eq!(operation(&Method::GET, "/keys").unwrap(), Operation::List);
+        assert_eq!(
+            operation(&Method::GET, "/keys/k/versions").unwrap(),
+            Operation::Versions("k".into())
+        );
         assert_eq!(
             operation(&Method::DELETE, "/keys/k")
                 .unwrap_err()

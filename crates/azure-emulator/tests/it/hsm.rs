@@ -148,6 +148,17 @@ async fn creates_reads_updates_and_imports_keys() {
         latest["key"]["kid"], second["key"]["kid"],
         "the latest version is the newest"
     );
+    let (status, versions) = p
+        .call(Method::GET, &format!("/keys/k1/versions?{V}"), &admin, None)
+        .await;
+    assert_eq!(status, 200, "{versions}");
+    let kids: Vec<&str> = versions["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["kid"].as_str().unwrap())
+        .collect();
+    assert_eq!(kids, [kid.as_str(), second["key"]["kid"].as_str().unwrap()]);
 
     let (status, ec) = p
         .call(
