@@ -649,3 +649,73 @@ impl FeatureGate {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_types_round_trip_and_are_case_sensitive() {
+        for name in [
+            "symmetric-key",
+            "cert-rsa",
+            "cert-ecdsa",
+            "cert-ed25519",
+            "plain",
+        ] {
+            let kind = SecretType::parse(name);
+            assert!(kind.is_known());
+            assert_eq!(kind.as_str(), name);
+        }
+        assert_eq!(
+            SecretType::parse("Plain"),
+            SecretType::Unknown("Plain".into())
+        );
+        assert_eq!(SecretType::parse(""), SecretType::Missing);
+        assert!(!SecretType::Missing.is_known());
+        assert!(SecretType::CertEd25519.is_certificate());
+        assert!(!SecretType::SymmetricKey.is_certificate());
+    }
+
+    #[test]
+    fn seal_modes_are_exact_and_feature_gates_fold_case() {
+        assert_eq!(SealMode::parse(""), Some(SealMode::ProductKey));
+        assert_eq!(SealMode::parse("UniqueKey"), Some(SealMode::UniqueKey));
+        assert_eq!(SealMode::parse("uniquekey"), None);
+        assert_eq!(
+            FeatureGate::parse("azurehsmsealing"),
+            Some(FeatureGate::AzureHsmSealing)
+        );
+        let config = Config {
+            feature_gates: vec!["MONOTONICCOUNTER".into()],
+            ..Config::default()
+        };
+        assert!(config.has_feature(FeatureGate::MonotonicCounter));
+        assert!(!config.has_feature(FeatureGate::SignQuoteEndpoint));
+    }
+
+    #[test]
+    fn secret_definitions_ignore_the_cert_template() {
+        let a = Secret {
+            kind: SecretType::CertEcdsa,
+            size: 256,
+            ..Secret::default()
+        };
+        let mut b = a.clone();
+        b.cert = SecretCert::Der {
+            der: vec![1],
+            not_after: OffsetDateTime::UNIX_EPOCH,
+        };
+        assert!(a.same_definition(&b));
+        b.valid_for = 1;
+        assert!(!a.same_definition(&b));
+        assert!(a.is_unique());
+    }
+
+    #[test]
+    fn secret_bytes_hide_their_content() {
+        let bytes = SecretBytes::new(b"hunter2".to_vec());
+        assert_eq!(format!("{bytes:?}"), "SecretBytes(..)");
+        assert_eq!(bytes.len(), 7);
+    }
+}
