@@ -206,6 +206,20 @@ pub fn generate_recovery(
     threshold: u32,
     rng: &dyn RandomSource,
 ) -> Result<RecoveryMaterial, Error> {
+    let mut encryption_key = Zeroizing::new([0u8; RECOVERY_KEY_SIZE]);
+    rng.fill(encryption_key.as_mut())?;
+    share_recovery_key(keys, threshold, &encryption_key, rng)
+}
+
+/// The recovery secrets of an existing DEK `encryption_key` for `keys`: like
+/// [`generate_recovery`], for a caller whose sealed store already holds the key of its state.
+/// In XOR mode every share but the last is random and the last one makes the XOR equal the key.
+pub fn share_recovery_key(
+    keys: &[RecoveryPublicKey],
+    threshold: u32,
+    encryption_key: &[u8; RECOVERY_KEY_SIZE],
+    rng: &dyn RandomSource,
+) -> Result<RecoveryMaterial, Error> {
     if let Some(name) = duplicate_name(keys) {
         return Err(Error::InvalidRecoveryKey {
             name,
@@ -213,31 +227,34 @@ pub fn generate_recovery(
         });
     }
     let mode = RecoveryMode::for_keys(keys.len(), threshold)?;
-    let mut encryption_key = Zeroizing::new([0u8; RECOVERY_KEY_SIZE]);
+    let encryption_key = Zeroizing::new(*encryption_key);
     let mut recovery_secrets = BTreeMap::new();
     let mut share_hashes = Vec::new();
 
     match mode {
         RecoveryMode::SingleParty => {
-            rng.fill(encryption_key.as_mut())?;
             for key in keys {
                 recovery_secrets
                     .insert(key.name().to_owned(), key.encrypt(encryption_key.as_ref())?);
             }
         }
         RecoveryMode::Xor => {
-            for key in keys {
+            let mut rest = Zeroizing::new(*encryption_key);
+            for (i, key) in keys.iter().enumerate() {
                 let mut share = Zeroizing::new([0u8; RECOVERY_KEY_SIZE]);
-                rng.fill(share.as_mut())?;
-                for (k, s) in encryption_key.iter_mut().zip(share.iter()) {
-                    *k ^= s;
+                if i + 1 == keys.len() {
+                    share.copy_from_slice(rest.as_ref());
+                } else {
+                    rng.fill(share.as_mut())?;
+                    for (r, s) in rest.iter_mut().zip(share.iter()) {
+                        *r ^= s;
+                    }
                 }
                 share_hashes.push(share_hash(share.as_ref()));
                 recovery_secrets.insert(key.name().to_owned(), key.encrypt(share.as_ref())?);
             }
         }
         RecoveryMode::Shamir { threshold } => {
-            rng.fill(encryption_key.as_mut())?;
             let shares = shamir::split(encryption_key.as_ref(), keys.len(), threshold, rng)?;
             for (key, share) in keys.iter().zip(&shares) {
                 share_hashes.push(share_hash(share));
@@ -383,6 +400,43 @@ mod tests {
                 "{keys} keys, threshold {threshold}"
             );
         }
+    }
+
+    #[test]
+    fn shares_of_a_given_key_combine_to_it() {
+        let holders: Vec<EphemeralRecoveryKey> = (0..3)
+            .map(|_| EphemeralRecoveryKey::generate().unwrap())
+            .collect();
+        let keys: Vec<RecoveryPublicKey> = holders
+            .iter()
+            .enumerate()
+            .map(|(i, h)| {
+                RecoveryPublicKey::from_spki_der(&format!("k{i}"), &h.public_key_der().unwrap())
+                    .unwrap()
+            })
+            .collect();
+        let dek = [0x42u8; RECOVERY_KEY_SIZE];
+        let open = |m: &RecoveryMaterial, i: usize| {
+            holders[i]
+                .decrypt(&m.recovery_secrets[&format!("k{i}")])
+                .unwrap()
+        };
+
+        let single = share_recovery_key(&keys[..1], 0, &dek, &crate::SystemRandom).unwrap();
+        assert_eq!(open(&single, 0).as_slice(), &dek);
+
+        let xor = share_recovery_key(&keys, 0, &dek, &crate::SystemRandom).unwrap();
+        assert_eq!(xor.mode, RecoveryMode::Xor);
+        let shares: Vec<_> = (0..3).map(|i| open(&xor, i)).collect();
+        assert_ne!(shares[0].as_slice(), &dek);
+        let parts: Vec<&[u8]> = shares.iter().map(|s| s.as_slice()).collect();
+        assert_eq!(xor_combine(&parts).unwrap().as_slice(), &dek);
+        assert_eq!(xor.share_hashes[2], share_hash(&shares[2]));
+
+        let shamir = share_recovery_key(&keys, 2, &dek, &crate::SystemRandom).unwrap();
+        let shares: Vec<_> = [0, 2].iter().map(|&i| open(&shamir, i)).collect();
+        let parts: Vec<&[u8]> = shares.iter().map(|s| s.as_slice()).collect();
+        assert_eq!(shamir::combine(&parts).unwrap().as_slice(), &dek);
     }
 
     #[test]
