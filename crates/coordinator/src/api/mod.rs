@@ -1,0 +1,135 @@
+//! The Client API (HTTPS): the router assembled from one module per endpoint group, the JSend
+//! answer for unknown paths and wrong methods (405, which the official client uses to fall
+//! back from v2 to v1), the body limits of `quarry_common::limits`, and the helpers every
+//! handler uses to read bodies and map core errors to JSend.
+//!
+//! Add an endpoint group as a module with a `routes()` function and merge it in [`router`].
+
+pub mod v1;
+pub mod v2;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use serde_json::{Map, Value};
+
+use crate::core::{Core, CoreError, error_chain};
+use crate::jsend::ApiError;
+
+/// The Client API's router over `core`.
+pub fn router(core: Arc<Core>) -> Router {
+    Router::new()
+        .merge(v2::routes())
+        .merge(v1::routes())
+        .fallback(method_not_allowed)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(core)
+}
+
+async fn method_not_allowed() -> Response {
+    ApiError::method_not_allowed().into_response()
+}
+
+impl From<CoreError> for ApiError {
+    fn from(error: CoreError) -> Self {
+        use axum::http::StatusCode;
+        match error {
+            CoreError::InvalidInput { message } => ApiError::bad_request(message),
+            e @ CoreError::WrongState { .. } => {
+                ApiError::error(StatusCode::CONFLICT, e.to_string())
+            }
+            CoreError::Unavailable { message } => ApiError::unavailable(message),
+            CoreError::NotFound { what } => ApiError::error(StatusCode::NOT_FOUND, what),
+            internal => {
+                // The cause may describe sealed state; it is logged here, once, and the client
+                // learns only which part failed.
+                tracing::error!(error = %error_chain(&internal), "request failed");
+                ApiError::internal(format!("internal error: {internal}"))
+            }
+        }
+    }
+}
+
+/// Reads a request body of at most `limit` bytes.
+pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| ApiError::Fail {
+            status: axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+            message: format!("request body is larger than the limit of {limit} bytes"),
+            data: None,
+        })
+}
+
+/// Parses a request body that must be a JSON object.
+pub(crate) fn json_object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    let value: Value = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request(format!("request body is not JSON: {e}")))?;
+    match value {
+        Value::Object(map) => Ok(map),
+        other => Err(ApiError::bad_request(format!(
+            "request body: expected a JSON object, found {}",
+            kind(&other)
+        ))),
+    }
+}
+
+/// The member `name` of `object`, matched case-insensitively as Go's decoder does (an exact
+/// match wins).
+pub(crate) fn member<'a>(object: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
+    object.get(name).or_else(|| {
+        object
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    })
+}
+
+/// The required standard-base64 string member `name`.
+pub(crate) fn base64_member(object: &Map<String, Value>, name: &str) -> Result<Vec<u8>, ApiError> {
+    match member(object, name) {
+        None | Some(Value::Null) => Err(ApiError::bad_request(format!("{name}: missing"))),
+        Some(Value::String(text)) => base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .map_err(|e| ApiError::bad_request(format!("{name}: invalid base64: {e}"))),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "{name}: expected a base64 string, found {}",
+            kind(other)
+        ))),
+    }
+}
+
+/// The JSON type name of `value`.
+pub(crate) fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Runs a core operation on the blocking pool (they fsync and generate keys).
+pub(crate) async fn blocking<T, F>(f: F) -> Result<T, ApiError>
+where
+    F: FnOnce() -> Result<T, CoreError> + Send + 'static,
+    T: Send + 'static,
+{
+    match tokio::task::spawn_blocking(f).await {
+        Ok(result) => result.map_err(ApiError::from),
+        Err(error) => {
+            tracing::error!(%error, "core operation panicked");
+            Err(ApiError::internal("internal error"))
+        }
+    }
+}
+
+/// Standard base64 with padding, as Go encodes `[]byte`.
+pub(crate) fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}

@@ -1,0 +1,21 @@
+//! Client API v2 (`/api/v2/...`): one module per endpoint group.
+
+pub mod manifest;
+pub mod quote;
+pub mod recover;
+pub mod status;
+
+use std::sync::Arc;
+
+use axum::Router;
+
+use crate::core::Core;
+
+/// The v2 routes.
+pub fn routes() -> Router<Arc<Core>> {
+    Router::new()
+        .merge(status::routes())
+        .merge(manifest::routes())
+        .merge(quote::routes())
+        .merge(recover::routes())
+}

@@ -1,0 +1,162 @@
+//! Start-up and serving: [`Coordinator::start`] opens the core (unseal, recovery or fresh
+//! start), applies `EDG_STARTUP_MANIFEST`, and binds every listener; [`Coordinator::serve`]
+//! serves the Client API until a listener fails.
+//!
+//! Listener names (for `--ready-file`): `client_api`, `marble_api`, and `prometheus` when
+//! `EDG_COORDINATOR_PROMETHEUS_ADDR` is set. Every address accepts port 0.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use quarry_enclave::Enclave;
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::core::{Core, CoreError};
+use crate::tls::server_config;
+
+/// Why the Coordinator could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The core could not be opened.
+    #[error("opening the coordinator state")]
+    Core(#[source] CoreError),
+    /// The startup manifest could not be read.
+    #[error("reading EDG_STARTUP_MANIFEST {path}")]
+    StartupManifestRead {
+        /// The file.
+        path: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The startup manifest was refused.
+    #[error("setting EDG_STARTUP_MANIFEST {path}")]
+    StartupManifest {
+        /// The file.
+        path: String,
+        /// The error.
+        #[source]
+        source: CoreError,
+    },
+    /// A listener could not be bound.
+    #[error("binding {name} on {addr}")]
+    Bind {
+        /// The listener.
+        name: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// TLS could not be configured.
+    #[error("tls configuration")]
+    Tls(#[source] rustls::Error),
+}
+
+/// A started Coordinator: its core and bound listeners.
+#[derive(Debug)]
+pub struct Coordinator {
+    core: Arc<Core>,
+    client: TcpListener,
+    marble: TcpListener,
+    prometheus: Option<TcpListener>,
+}
+
+impl Coordinator {
+    /// Opens the core and binds the listeners. `env` holds the `EDG_*` variables for the
+    /// manifest checks.
+    pub async fn start(
+        config: Config,
+        enclave: Arc<dyn Enclave>,
+        env: BTreeMap<String, String>,
+    ) -> Result<Self, StartError> {
+        let startup_manifest = config.startup_manifest.clone();
+        let client_addr = config.client_addr;
+        let mesh_addr = config.mesh_addr;
+        let prometheus_addr = config.prometheus_addr;
+
+        let core = tokio::task::spawn_blocking(move || Core::open(config, enclave, env))
+            .await
+            .map_err(|e| StartError::Core(CoreError::Internal(e.to_string())))?
+            .map_err(StartError::Core)?;
+        let core = Arc::new(core);
+
+        if let Some(path) = startup_manifest {
+            let shown = path.display().to_string();
+            let raw = std::fs::read(&path).map_err(|source| StartError::StartupManifestRead {
+                path: shown.clone(),
+                source,
+            })?;
+            let c = Arc::clone(&core);
+            tokio::task::spawn_blocking(move || c.apply_startup_manifest(raw))
+                .await
+                .map_err(|e| StartError::Core(CoreError::Internal(e.to_string())))?
+                .map_err(|source| StartError::StartupManifest {
+                    path: shown,
+                    source,
+                })?;
+        }
+
+        let client = bind("client_api", client_addr).await?;
+        let marble = bind("marble_api", mesh_addr).await?;
+        let prometheus = match prometheus_addr {
+            Some(addr) => Some(bind("prometheus", addr).await?),
+            None => None,
+        };
+        Ok(Self {
+            core,
+            client,
+            marble,
+            prometheus,
+        })
+    }
+
+    /// The core.
+    pub fn core(&self) -> &Arc<Core> {
+        &self.core
+    }
+
+    /// The bound addresses by listener name.
+    pub fn addrs(&self) -> Vec<(String, SocketAddr)> {
+        let mut addrs = Vec::new();
+        for (name, listener) in [
+            ("client_api", Some(&self.client)),
+            ("marble_api", Some(&self.marble)),
+            ("prometheus", self.prometheus.as_ref()),
+        ] {
+            if let Some(addr) = listener.and_then(|l| l.local_addr().ok()) {
+                addrs.push((name.to_owned(), addr));
+            }
+        }
+        addrs
+    }
+
+    /// Serves the Client API over HTTPS (HTTP/1.1 and HTTP/2) until the task is dropped.
+    pub async fn serve(self) -> Result<(), StartError> {
+        let tls = server_config(
+            Arc::clone(self.core.client_cert()),
+            false,
+            &[b"h2", b"http/1.1"],
+        )
+        .map_err(StartError::Tls)?;
+        let router = crate::api::router(Arc::clone(&self.core));
+        // TODO(#12): serve the Marble API (gRPC) on `self.marble`; until then it accepts no
+        // connections. TODO(#11): serve metrics on `self.prometheus`.
+        let _marble = self.marble;
+        let _prometheus = self.prometheus;
+        crate::server::serve(self.client, Arc::new(tls), router).await;
+        Ok(())
+    }
+}
+
+async fn bind(name: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { name, addr, source })?;
+    tracing::info!(listener = name, addr = %listener.local_addr().unwrap_or(addr), "listening");
+    Ok(listener)
+}

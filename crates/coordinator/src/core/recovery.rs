@@ -1,0 +1,335 @@
+//! Recovery of a sealed state whose key cannot be unsealed, by the holders of the recovery keys
+//! (`POST /api/v2/recover`, `GET /api/v2/recover/public-key`).
+//!
+//! How the data key was shared is in the recovery data in the clear at the start of
+//! `sealed_data` ([`RecoveryData`]): single-party (the secret is the key), XOR (every share is
+//! needed), or Shamir (a threshold of 33-byte shares in HashiCorp's layout). Each upload is
+//! checked at once: its length, that its SHA-256 is one of the shares and was not uploaded
+//! before, and that its signature (RSA PKCS#1 v1.5, SHA-256, over the plain secret) verifies
+//! with a recovery key that no earlier upload used. A refused upload leaves the round as it
+//! was. Uploads may be encrypted to an ephemeral RSA-4096 key of this process (RSA-OAEP,
+//! SHA-256).
+//!
+//! When enough shares are in, the candidate key must decrypt `sealed_data`, and the
+//! signatures are checked again against the recovery keys of the decrypted manifest, which is
+//! authoritative (the recovery data is authenticated only by that decryption). Only then is the
+//! store recovered and re-sealed: nothing is written before.
+
+use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+use quarry_manifest::ManifestDocument;
+use quarry_pki::recovery::{
+    EphemeralRecoveryKey, RECOVERY_KEY_SIZE, RecoveryPublicKey, SHAMIR_SHARE_SIZE,
+    match_signatures, share_hash, xor_combine,
+};
+use quarry_pki::shamir;
+use quarry_store::frame::SealedData;
+use quarry_store::{DataKey, SEALED_DATA, State};
+use zeroize::Zeroizing;
+
+use super::keys::{self, RecoveryData};
+use super::manifest::parse_recovery_keys;
+use super::{CoordinatorState, Core, CoreError, error_chain};
+
+/// The answer to one upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecoverOutcome {
+    /// Secrets still needed; 0 when the state is recovered.
+    pub remaining: usize,
+    /// MarbleRun's message for that.
+    pub message: String,
+}
+
+impl RecoverOutcome {
+    fn remaining(remaining: usize) -> Self {
+        let message = if remaining == 0 {
+            "Recovery successful.".to_owned()
+        } else {
+            format!(
+                "Secret was processed successfully. Upload the next secret. Remaining secrets: \
+                 {remaining}"
+            )
+        };
+        Self { remaining, message }
+    }
+}
+
+/// One accepted upload.
+struct Upload {
+    secret: Zeroizing<Vec<u8>>,
+    signature: Vec<u8>,
+    /// Index of the recovery key (of the recovery data) its signature verified with.
+    key: Option<usize>,
+}
+
+/// The uploads of the current round and the ephemeral key.
+pub(super) struct RecoverySession {
+    plan: Option<RecoveryData>,
+    keys: Vec<RecoveryPublicKey>,
+    uploads: Vec<Upload>,
+    ephemeral: Option<std::sync::Arc<EphemeralRecoveryKey>>,
+}
+
+enum Step {
+    Pending(usize),
+    Candidate(Zeroizing<Vec<u8>>),
+}
+
+impl RecoverySession {
+    pub(super) fn new(recovery_data: &[u8]) -> Self {
+        let plan = match RecoveryData::from_bytes(recovery_data) {
+            Ok(plan) => plan,
+            Err(error) => {
+                tracing::warn!(%error, "recovery data unreadable");
+                None
+            }
+        };
+        let keys = plan
+            .as_ref()
+            .map(|p| {
+                p.keys
+                    .iter()
+                    .filter_map(|(name, pem)| RecoveryPublicKey::from_pem(name, pem).ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        Self {
+            plan,
+            keys,
+            uploads: Vec::new(),
+            ephemeral: None,
+        }
+    }
+
+    /// Forgets the uploads of this round.
+    fn reset_round(&mut self) {
+        self.uploads.clear();
+    }
+
+    /// Forgets everything (recovery completed or abandoned).
+    pub(super) fn reset_all(&mut self) {
+        self.uploads.clear();
+        self.ephemeral = None;
+        self.plan = None;
+        self.keys.clear();
+    }
+
+    fn add(&mut self, secret: Zeroizing<Vec<u8>>, signature: Vec<u8>) -> Result<Step, CoreError> {
+        let Some(plan) = &self.plan else {
+            return Err(CoreError::invalid(
+                "the sealed state has no recovery data, so no recovery secret can restore it",
+            ));
+        };
+        let (expected_len, needed) = match plan.mode.as_str() {
+            "single" => (RECOVERY_KEY_SIZE, 1),
+            "xor" => (RECOVERY_KEY_SIZE, plan.threshold),
+            _ => (SHAMIR_SHARE_SIZE, plan.threshold),
+        };
+        if secret.len() != expected_len {
+            return Err(CoreError::invalid(format!(
+                "recoverySecret: has {} bytes, this state's recovery secrets have {expected_len}",
+                secret.len()
+            )));
+        }
+        if plan.mode != "single" {
+            let hash = hex::encode(share_hash(&secret));
+            if !plan.shares.contains(&hash) {
+                return Err(CoreError::invalid(
+                    "recoverySecret: is not one of the recovery secrets of this state",
+                ));
+            }
+            if self.uploads.iter().any(|u| u.secret == secret) {
+                return Err(CoreError::invalid(
+                    "recoverySecret: was already uploaded in this round",
+                ));
+            }
+        }
+        let key = if self.keys.is_empty() {
+            None
+        } else {
+            let found = self.keys.iter().enumerate().find(|(i, k)| {
+                !self.uploads.iter().any(|u| u.key == Some(*i))
+                    && k.verify_signature(&secret, &signature).is_ok()
+            });
+            match found {
+                Some((i, _)) => Some(i),
+                None => {
+                    return Err(CoreError::invalid(
+                        "recoverySecretSignature: does not verify with any recovery key that \
+                         an earlier upload of this round did not use",
+                    ));
+                }
+            }
+        };
+        self.uploads.push(Upload {
+            secret,
+            signature,
+            key,
+        });
+        let remaining = needed.saturating_sub(self.uploads.len());
+        if remaining > 0 {
+            return Ok(Step::Pending(remaining));
+        }
+        let parts: Vec<&[u8]> = self.uploads.iter().map(|u| u.secret.as_slice()).collect();
+        let key = match plan.mode.as_str() {
+            "single" => Zeroizing::new(parts[0].to_vec()),
+            "xor" => xor_combine(&parts)?,
+            _ => shamir::combine(&parts).map_err(quarry_pki::Error::from)?,
+        };
+        Ok(Step::Candidate(key))
+    }
+}
+
+impl Core {
+    /// The ephemeral public key for encrypted uploads (PKIX DER), generated on first use.
+    pub fn recovery_public_key(&self) -> Result<Vec<u8>, CoreError> {
+        self.require_state("the recovery public key", &[0, 1], "state 1")?;
+        let existing = self.recovery_session().ephemeral.clone();
+        let key = match existing {
+            Some(key) => key,
+            None => {
+                // Generated outside the session lock: RSA-4096 takes a while.
+                let key = std::sync::Arc::new(EphemeralRecoveryKey::generate()?);
+                let mut session = self.recovery_session();
+                session.ephemeral.get_or_insert(key).clone()
+            }
+        };
+        Ok(key.public_key_der()?)
+    }
+
+    /// Processes one recovery upload: `secret` plain (32 or 33 bytes, or 16 for a legacy
+    /// key) or encrypted to the ephemeral key, `signature` over the plain secret.
+    pub fn recover(
+        &self,
+        secret: Vec<u8>,
+        signature: Vec<u8>,
+    ) -> Result<RecoverOutcome, CoreError> {
+        let _guard = self.lock();
+        self.require_state("recovery", &[0, 1], "state 1 (recovery mode)")?;
+        let secret = Zeroizing::new(secret);
+        let mut session = self.recovery_session();
+
+        let secret = if matches!(secret.len(), 16 | RECOVERY_KEY_SIZE | SHAMIR_SHARE_SIZE) {
+            secret
+        } else {
+            let Some(ephemeral) = &session.ephemeral else {
+                return Err(CoreError::invalid(format!(
+                    "recoverySecret: has {} bytes, which is neither a plain recovery secret (32 \
+                     or 33 bytes) nor encrypted to an ephemeral key (none was requested)",
+                    secret.len()
+                )));
+            };
+            ephemeral.decrypt(&secret).map_err(|_| {
+                CoreError::invalid("recoverySecret: does not decrypt with the ephemeral key")
+            })?
+        };
+        let candidate = match session.add(secret, signature)? {
+            Step::Pending(remaining) => return Ok(RecoverOutcome::remaining(remaining)),
+            Step::Candidate(key) => key,
+        };
+
+        let data_key = DataKey::from_bytes(&candidate).map_err(|_| {
+            CoreError::invalid("recoverySecret: the recovered key has the wrong length")
+        })?;
+        let state = match trial_decrypt(&self.store().dir().join(SEALED_DATA), &data_key) {
+            Ok(state) => state,
+            Err(error) => {
+                session.reset_round();
+                tracing::warn!(error = %error_chain(&error), "recovery attempt failed");
+                return Err(CoreError::invalid(
+                    "the recovery secrets of this round do not decrypt the sealed state; the \
+                     round was reset, upload the secrets again",
+                ));
+            }
+        };
+        let raw = keys::manifest(&state)
+            .ok_or_else(|| CoreError::Internal("recovered state has no manifest".into()))?;
+        let document = ManifestDocument::from_json(raw.to_vec())
+            .map_err(|e| CoreError::Internal(format!("recovered manifest: {e}")))?;
+        let manifest_keys = parse_recovery_keys(document.manifest())?;
+        let uploads: Vec<(&[u8], &[u8])> = session
+            .uploads
+            .iter()
+            .map(|u| (u.secret.as_slice(), u.signature.as_slice()))
+            .collect();
+        if match_signatures(&manifest_keys, &uploads).is_err() {
+            session.reset_round();
+            return Err(CoreError::invalid(
+                "recoverySecretSignature: the signatures do not verify with distinct recovery \
+                 keys of the sealed manifest; the round was reset, upload the secrets again",
+            ));
+        }
+
+        self.restore(data_key, document.manifest())?;
+        session.reset_all();
+        Ok(RecoverOutcome::remaining(0))
+    }
+
+    /// Leaves recovery mode with the recovered key: the store takes the state, the CA and the
+    /// state number come back, and the state is re-sealed with the manifest's seal mode.
+    fn restore(
+        &self,
+        data_key: DataKey,
+        manifest: &quarry_manifest::Manifest,
+    ) -> Result<(), CoreError> {
+        self.store().recover(data_key)?;
+        let snapshot = self.snapshot();
+        let ca = keys::ca(&snapshot)?;
+        let state = match keys::state_code(&snapshot)? {
+            Some(3) | None => CoordinatorState::AcceptingMarbles,
+            Some(other) => {
+                return Err(CoreError::Internal(format!(
+                    "recovered state records state {other}, expected 3"
+                )));
+            }
+        };
+        {
+            let mut inner = self.write();
+            inner.state = state;
+            inner.pending_root_secret = None;
+        }
+        self.set_ca(ca)?;
+        tracing::info!("sealed state recovered");
+
+        let seal_mode = match manifest.config.seal_mode() {
+            Some(quarry_manifest::SealMode::UniqueKey) => quarry_store::SealMode::UniqueKey,
+            Some(quarry_manifest::SealMode::Disabled) => quarry_store::SealMode::Disabled,
+            _ => quarry_store::SealMode::ProductKey,
+        };
+        let mut tx = self.store().begin();
+        tx.set_seal_mode(seal_mode);
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+/// Why a candidate key does not open `sealed_data`.
+#[derive(Debug, thiserror::Error)]
+enum TrialError {
+    #[error("reading sealed_data")]
+    Read(#[source] std::io::Error),
+    #[error("sealed_data frame")]
+    Frame(#[source] quarry_store::FrameError),
+    #[error("key does not decrypt sealed_data")]
+    Decrypt,
+    #[error("decrypted state")]
+    State(#[source] quarry_store::StateError),
+}
+
+/// Decrypts `sealed_data` with a candidate key without changing the store: the store offers
+/// only a recovery that takes the state at once, and the signatures must be checked against
+/// the decrypted manifest before that.
+fn trial_decrypt(path: &std::path::Path, key: &DataKey) -> Result<State, TrialError> {
+    let bytes = std::fs::read(path).map_err(TrialError::Read)?;
+    let parsed = SealedData::parse(&bytes).map_err(TrialError::Frame)?;
+    let unbound = UnboundKey::new(&AES_256_GCM, key.as_bytes()).map_err(|_| TrialError::Decrypt)?;
+    let key = LessSafeKey::new(unbound);
+    let mut buffer = Zeroizing::new(parsed.ciphertext.to_vec());
+    let plaintext = key
+        .open_in_place(
+            Nonce::assume_unique_for_key(parsed.nonce),
+            Aad::from(parsed.header),
+            &mut buffer,
+        )
+        .map_err(|_| TrialError::Decrypt)?;
+    State::decode(plaintext).map_err(TrialError::State)
+}
