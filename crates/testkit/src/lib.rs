@@ -2,5 +2,6 @@
 //! real binaries on loopback and waiting for their `--ready-file`, temporary directories, and
 //! fake services.
 
+pub mod coordinator;
 pub mod pccs;
 pub mod process;
