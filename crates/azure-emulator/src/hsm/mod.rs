@@ -501,3 +501,211 @@ pub fn kid(base_url: &str, name: &str, version: Option<&str>) -> String {
         None => format!("{}/keys/{name}", base_url.trim_end_matches('/')),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use aws_lc_rs::encoding::AsDer;
+    use aws_lc_rs::rsa::{KeyPair, KeySize};
+    use aws_lc_rs::signature::KeyPair as _;
+    use serde_json::{Map, json};
+
+    use super::*;
+    use crate::jose::{RsaSigningKey, b64url, sign_jwt};
+
+    const ISSUER: &str = "https://attest.example";
+    const BASE: &str = "https://localhost:8443";
+
+    struct Fixture {
+        dir: tempfile::TempDir,
+        hsm: Hsm,
+        maa: RsaSigningKey,
+        kek: KeyPair,
+    }
+
+    fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = Ca::open(&StateDir::open(dir.path()).unwrap()).unwrap();
+        let hsm = Hsm::open(dir.path(), "localhost", &ca).unwrap();
+        let policy = json!({"version": "1.0.0", "anyOf": [{"authority": ISSUER,
+            "allOf": [{"claim": "x-ms-sgx-svn", "greaterOrEquals": 2}]}]});
+        let params = CreateParams {
+            kty: Some("oct-HSM".into()),
+            attributes: Some(keys::AttributeParams {
+                exportable: Some(true),
+                ..Default::default()
+            }),
+            release_policy: Some(keys::PolicyParams {
+                data: Some(b64url(policy.to_string().as_bytes())),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        hsm.create_key(&Caller::Operator, BASE, "k", &params)
+            .unwrap();
+        Fixture {
+            dir,
+            hsm,
+            maa: RsaSigningKey::generate().unwrap(),
+            kek: KeyPair::generate(KeySize::Rsa2048).unwrap(),
+        }
+    }
+
+    impl Fixture {
+        fn token(&self, svn: u64, exp: i64) -> String {
+            let public = self.kek.public_key();
+            let mut header = Map::new();
+            header.insert("alg".into(), "RS256".into());
+            header.insert("kid".into(), "maa-key".into());
+            let claims = json!({"iss": ISSUER, "exp": exp, "x-ms-sgx-svn": svn,
+                "x-ms-runtime": {"keys": [{"kid": "kek", "kty": "RSA", "use": "enc",
+                    "e": b64url(public.exponent().big_endian_without_leading_zero()),
+                    "n": b64url(public.modulus().big_endian_without_leading_zero())}]}});
+            sign_jwt(&header, claims.as_object().unwrap(), &self.maa).unwrap()
+        }
+
+        fn release(&self, token: &str, now: i64) -> Result<String, HsmError> {
+            let params = ReleaseParams {
+                target: Some(token.into()),
+                ..Default::default()
+            };
+            let request = ReleaseRequest {
+                base_url: BASE,
+                name: "k",
+                version: None,
+                api_version: "7.4",
+                params: &params,
+                now,
+            };
+            let verifier = self.maa.verifier();
+            let keys = move |iss: &str| {
+                (iss == ISSUER).then(|| vec![("maa-key".to_owned(), verifier.clone())])
+            };
+            self.hsm.release_key(&Caller::Operator, &request, &keys)
+        }
+    }
+
+    #[test]
+    fn releases_the_stored_key_wrapped_for_the_tokens_kek() {
+        let f = fixture();
+        let jws = f.release(&f.token(2, 2_000), 1_000).unwrap();
+        let payload: serde_json::Value = serde_json::from_slice(
+            &crate::jose::b64url_decode(jws.split('.').nth(1).unwrap()).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(payload["request"]["enc"], "CKM_RSA_AES_KEY_WRAP");
+        assert_eq!(payload["request"]["kid"], "https://localhost:8443/keys/k");
+        let key_hsm: serde_json::Value = serde_json::from_slice(
+            &crate::jose::b64url_decode(
+                payload["response"]["key"]["key"]["key_hsm"]
+                    .as_str()
+                    .unwrap(),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(key_hsm["header"]["kid"], "kek");
+        let ciphertext =
+            crate::jose::b64url_decode(key_hsm["ciphertext"].as_str().unwrap()).unwrap();
+
+        // Unwrap independently and compare with the stored material.
+        let pkcs8 = f.kek.as_der().unwrap();
+        let private = aws_lc_rs::rsa::PrivateDecryptingKey::from_pkcs8(pkcs8.as_ref()).unwrap();
+        let oaep = aws_lc_rs::rsa::OaepPrivateDecryptingKey::new(private).unwrap();
+        let mut aes = [0u8; 256];
+        let aes = oaep
+            .decrypt(
+                &aws_lc_rs::rsa::OAEP_SHA1_MGF1SHA1,
+                &ciphertext[..256],
+                &mut aes,
+                None,
+            )
+            .unwrap();
+        let kek = aws_lc_rs::key_wrap::AesKek::new(&aws_lc_rs::key_wrap::AES_256, aes).unwrap();
+        let mut out = [0u8; 64];
+        let key = aws_lc_rs::key_wrap::KeyWrapPadded::unwrap_with_padding(
+            kek,
+            &ciphertext[256..],
+            &mut out,
+        )
+        .unwrap();
+        let (_, stored) = f
+            .hsm
+            .read_keys()
+            .unwrap()
+            .find("k", None)
+            .map(|(n, k)| (n.to_owned(), k.clone()))
+            .unwrap();
+        assert_eq!(key, stored.material.as_bytes());
+    }
+
+    #[test]
+    fn refuses_by_policy_time_and_issuer_with_reasons() {
+        let f = fixture();
+        let err = f.release(&f.token(1, 2_000), 1_000).unwrap_err();
+        assert_eq!((err.status.as_u16(), err.code), (403, "Forbidden"));
+        assert!(
+            err.message
+                .contains("claim x-ms-sgx-svn is 1, expected greaterOrEquals 2"),
+            "{err}"
+        );
+        assert!(
+            err.explanation
+                .as_deref()
+                .unwrap()
+                .contains("anyOf[0].allOf[0] [not met]")
+        );
+
+        let err = f
+            .release(&f.token(2, 1_000), 1_000 + release::CLOCK_SKEW_SECS + 1)
+            .unwrap_err();
+        assert!(err.message.contains("expired"), "{err}");
+        assert!(
+            f.release(&f.token(2, 1_000), 1_000 + release::CLOCK_SKEW_SECS)
+                .is_ok(),
+            "within the skew"
+        );
+
+        let other = Fixture {
+            maa: RsaSigningKey::generate().unwrap(),
+            ..fixture()
+        };
+        let forged = other.token(2, 2_000);
+        let err = f.release(&forged, 1_000).unwrap_err();
+        assert!(err.message.contains("signature does not verify"), "{err}");
+    }
+
+    #[test]
+    fn keys_and_roles_persist_in_the_state_directory() {
+        let f = fixture();
+        let assignment = f
+            .hsm
+            .assign_role("sp-oid", Role::CryptoServiceReleaseUser, "/keys/k/")
+            .unwrap();
+        assert_eq!(assignment.scope, "/keys/k");
+        assert_eq!(
+            f.hsm
+                .assign_role("sp-oid", Role::CryptoServiceReleaseUser, "/keys/k")
+                .unwrap(),
+            assignment
+        );
+
+        let ca = Ca::open(&StateDir::open(f.dir.path()).unwrap()).unwrap();
+        let reopened = Hsm::open(f.dir.path(), "localhost", &ca).unwrap();
+        assert_eq!(reopened.assignments().unwrap(), vec![assignment]);
+        let caller = Caller::Principal {
+            object_id: "sp-oid".into(),
+            app_id: "sp-app".into(),
+        };
+        let err = reopened.get_key(&caller, BASE, "k", None).unwrap_err();
+        assert_eq!(err.code, "AccessDenied", "the release user cannot read");
+        let bundle = reopened
+            .get_key(&Caller::Operator, BASE, "K", None)
+            .unwrap();
+        assert!(
+            bundle["key"]["kid"]
+                .as_str()
+                .unwrap()
+                .starts_with("https://localhost:8443/keys/k/")
+        );
+    }
+}
