@@ -29,8 +29,15 @@ pub fn router(core: Arc<Core>) -> Router {
         .with_state(core)
 }
 
-async fn method_not_allowed() -> Response {
+async fn method_not_allowed(body: Body) -> Response {
+    drain(body).await;
     ApiError::method_not_allowed().into_response()
+}
+
+/// Reads and drops a request body (up to the usual limit) before answering without it, so that
+/// HTTP/2 clients still sending it do not see their stream reset.
+pub(crate) async fn drain(body: Body) {
+    let _ = axum::body::to_bytes(body, quarry_common::limits::MAX_BODY_BYTES).await;
 }
 
 impl From<CoreError> for ApiError {

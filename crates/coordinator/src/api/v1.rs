@@ -81,8 +81,9 @@ async fn quote(State(core): State<Arc<Core>>) -> Result<Response, ApiError> {
     ))
 }
 
-async fn recover() -> ApiError {
+async fn recover(body: Body) -> ApiError {
     tracing::info!("deprecated v1 endpoint /recover called");
+    crate::api::drain(body).await;
     ApiError::error(
         StatusCode::GONE,
         "Recovering the Coordinator using the /recover API endpoint has been disabled. Use the \

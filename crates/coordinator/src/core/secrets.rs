@@ -279,13 +279,11 @@ mod tests {
 
     #[test]
     fn urls_as_go_prints_them() {
-        let url = model::GoUrl {
-            scheme: "https".into(),
-            host: "example.com".into(),
-            path: "/a".into(),
-            raw_query: "x=1".into(),
-            ..Default::default()
-        };
+        let mut url = model::GoUrl::default();
+        url.scheme = "https".into();
+        url.host = "example.com".into();
+        url.path = "/a".into();
+        url.raw_query = "x=1".into();
         assert_eq!(url_string(&url), "https://example.com/a?x=1");
     }
 

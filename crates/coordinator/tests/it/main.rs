@@ -1,3 +1,7 @@
 //! Integration tests of the Coordinator.
 
+mod api;
+mod bad_input;
 mod helm;
+mod tools;
+mod workflow;
