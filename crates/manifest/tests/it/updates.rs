@@ -182,6 +182,11 @@ fn uploads_that_follow_the_rules() {
             .expose(),
         b"hi"
     );
+    // Empty values count as absent.
+    let blank = upload(
+        json!({"secrets": {"key": {"Key": "AAECAwQFBgcICQoLDA0ODw==", "Cert": "", "Private": ""}}}),
+    );
+    assert!(check_secret_upload(&secrets(), &blank).is_ok());
     // A plain secret may be empty.
     let empty = upload(json!({"secrets": {"text": {}}}));
     assert!(
