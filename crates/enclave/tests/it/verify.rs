@@ -157,3 +157,33 @@ fn acceptance_of_the_sample_status() {
     let listed = TcbAcceptance::new(&["ConfigurationAndSWHardeningNeeded".to_owned()], &[]);
     assert!(v.check(&listed).is_ok());
 }
+
+#[test]
+fn malformed_collateral_is_named() {
+    assert!(
+        Collateral::from_json(b"{")
+            .unwrap_err()
+            .to_string()
+            .starts_with("invalid collateral json")
+    );
+    let mut json: serde_json::Value = serde_json::from_slice(&real_collateral().to_json()).unwrap();
+    let tcb = json["tcb_info"]
+        .as_str()
+        .unwrap()
+        .replace("2025-07-19T10:56:11Z", "soon");
+    json["tcb_info"] = tcb.into();
+    let err = Collateral::from_json(&serde_json::to_vec(&json).unwrap()).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("invalid collateral tcb info: date \"soon\""),
+        "{err}"
+    );
+
+    let mut json: serde_json::Value = serde_json::from_slice(&real_collateral().to_json()).unwrap();
+    json["pck_crl"] = "00".into();
+    let err = Collateral::from_json(&serde_json::to_vec(&json).unwrap()).unwrap_err();
+    assert!(
+        err.to_string().starts_with("invalid collateral pck crl"),
+        "{err}"
+    );
+}
