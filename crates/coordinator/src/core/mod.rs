@@ -158,7 +158,7 @@ impl Core {
         env: BTreeMap<String, String>,
     ) -> Result<Self, CoreError> {
         let store = Store::open(&config.seal_dir, Arc::clone(&enclave))?;
-        let names = CaNames::from_entries(config.dns_names.iter().map(String::as_str));
+        let names = CaNames::parse(&config.dns_names.join(","));
         let now = OffsetDateTime::now_utc();
 
         // TODO(#10): release the HSM keys of `store.required_wrap_keys()` and pass them here.
@@ -297,6 +297,7 @@ impl Core {
     /// SHA-256(root certificate DER || nonce) followed by 32 zero bytes. Without a nonce, the
     /// cached quote. `None` when no quote can be made (dev mode after a quote failure).
     pub fn quote(&self, nonce: Option<&[u8]>) -> Result<Option<Vec<u8>>, CoreError> {
+        self.require_state("the quote", &[1, 2, 3], "state 1, 2 or 3")?;
         let Some(nonce) = nonce else {
             return Ok(self.read().quote.clone());
         };

@@ -182,7 +182,9 @@ impl RecoverySession {
 impl Core {
     /// The ephemeral public key for encrypted uploads (PKIX DER), generated on first use.
     pub fn recovery_public_key(&self) -> Result<Vec<u8>, CoreError> {
-        self.require_state("the recovery public key", &[0, 1], "state 1")?;
+        // TODO(#10): also in state 0 (DESIGN allows recovery while waiting for a key release);
+        // the store recovers only from its recovery status today.
+        self.require_state("the recovery public key", &[1], "state 1 (recovery mode)")?;
         let existing = self.recovery_session().ephemeral.clone();
         let key = match existing {
             Some(key) => key,
@@ -204,7 +206,7 @@ impl Core {
         signature: Vec<u8>,
     ) -> Result<RecoverOutcome, CoreError> {
         let _guard = self.lock();
-        self.require_state("recovery", &[0, 1], "state 1 (recovery mode)")?;
+        self.require_state("recovery", &[1], "state 1 (recovery mode)")?;
         let secret = Zeroizing::new(secret);
         let mut session = self.recovery_session();
 
