@@ -120,6 +120,32 @@ impl GcmKey {
         Ok(buf)
     }
 
+    /// Encrypts `buf[start..]` in place and appends the tag. On error the plaintext part is
+    /// zeroed, so that no unencrypted bytes are left in the buffer.
+    pub(crate) fn seal_tail(
+        &self,
+        nonce: &[u8; NONCE],
+        aad: &[u8],
+        buf: &mut Vec<u8>,
+        start: usize,
+    ) -> Result<(), CryptoError> {
+        let result = self.0.seal_in_place_separate_tag(
+            Nonce::assume_unique_for_key(*nonce),
+            Aad::from(aad),
+            &mut buf[start..],
+        );
+        match result {
+            Ok(tag) => {
+                buf.extend_from_slice(tag.as_ref());
+                Ok(())
+            }
+            Err(_) => {
+                buf[start..].zeroize();
+                Err(CryptoError::Seal)
+            }
+        }
+    }
+
     /// Decrypts ciphertext followed by its tag.
     pub(crate) fn open(
         &self,

@@ -70,13 +70,15 @@ impl State {
     }
 
     /// The encoding of this state.
+    #[cfg(test)]
     pub(crate) fn encode(&self) -> Zeroizing<Vec<u8>> {
-        let size = 4 + self
-            .map
-            .iter()
-            .map(|(k, v)| 8 + k.len() + v.len())
-            .sum::<usize>();
-        let mut out = Zeroizing::new(Vec::with_capacity(size));
+        let mut out = Zeroizing::new(Vec::with_capacity(self.encoded_len()));
+        self.encode_into(&mut out);
+        out
+    }
+
+    /// Appends the encoding of this state to `out`.
+    pub(crate) fn encode_into(&self, out: &mut Vec<u8>) {
         // Entry counts and lengths are bounded by the state size limit, far below u32::MAX.
         out.extend_from_slice(&(self.map.len() as u32).to_le_bytes());
         for (key, value) in &self.map {
@@ -85,10 +87,9 @@ impl State {
             out.extend_from_slice(&(value.len() as u32).to_le_bytes());
             out.extend_from_slice(value);
         }
-        out
     }
 
-    /// The size of [`State::encode`]'s output.
+    /// The size of the encoding of this state.
     pub(crate) fn encoded_len(&self) -> usize {
         4 + self
             .map

@@ -120,6 +120,8 @@ struct Writer {
     /// The loaded state was opened with `sealed_key.tmp`; the next commit renames it first.
     key_from_tmp: bool,
     loaded: Option<Loaded>,
+    /// The last `sealed_data` written (ciphertext only), kept so that its allocation is reused.
+    buffer: Vec<u8>,
 }
 
 /// The sealed state store of one seal directory.
@@ -202,6 +204,7 @@ impl Store {
             recovery_data,
             key_from_tmp: false,
             loaded,
+            buffer: Vec::new(),
         };
         Ok(Self {
             paths,
@@ -571,9 +574,12 @@ impl Store {
         state: &State,
     ) -> Result<(), StoreError> {
         let data_key = writer.data_key.as_ref().ok_or(StoreError::NotUnsealed)?;
-        let data = seal_data(data_key, recovery_data, state)?;
+        let mut data = std::mem::take(&mut writer.buffer);
+        seal_data(data_key, recovery_data, state, &mut data)?;
         let key = self.seal_key(data_key, &crypto::sha256(&data), policy, layers)?;
-        self.write_files(writer, &data, &key)
+        let result = self.write_files(writer, &data, &key);
+        writer.buffer = data;
+        result
     }
 
     /// `sealed_key`: the data key sealed with the enclave's key for `policy` and bound to
@@ -818,12 +824,13 @@ impl Unsealer<'_> {
     }
 }
 
-/// `sealed_data` for `state`.
+/// Writes `sealed_data` for `state` into `out`.
 fn seal_data(
     data_key: &DataKey,
     recovery_data: &[u8],
     state: &State,
-) -> Result<Vec<u8>, StoreError> {
+    out: &mut Vec<u8>,
+) -> Result<(), StoreError> {
     let header = SealedData::header_for(recovery_data).map_err(|_| StoreError::StateTooLarge {
         what: "recovery data",
         len: recovery_data.len(),
@@ -837,17 +844,18 @@ fn seal_data(
             limit: MAX_SEALED_DATA_LEN,
         });
     }
-    let plaintext = state.encode();
     let key = GcmKey::new("data key", data_key.as_bytes()).map_err(StoreError::Crypto)?;
     let nonce = crypto::random_nonce().map_err(StoreError::Crypto)?;
-    let ciphertext = key
-        .seal(&nonce, &header, &plaintext)
-        .map_err(StoreError::Crypto)?;
-    let mut out = header;
-    out.reserve_exact(NONCE + ciphertext.len());
+    // The state is encoded straight into the output and encrypted in place: no other copy of
+    // the plaintext exists, and `seal_tail` zeroes it if encryption fails.
+    out.clear();
+    out.reserve(total);
+    out.extend_from_slice(&header);
     out.extend_from_slice(&nonce);
-    out.extend_from_slice(&ciphertext);
-    Ok(out)
+    let start = out.len();
+    state.encode_into(out);
+    key.seal_tail(&nonce, &header, out, start)
+        .map_err(StoreError::Crypto)
 }
 
 /// Decrypts and decodes the state in `sealed_data`.
