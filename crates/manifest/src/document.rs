@@ -38,7 +38,7 @@ fn list(errors: &[FieldError]) -> String {
 }
 
 /// A decoded manifest with the bytes it came from.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct ManifestDocument {
     raw: Vec<u8>,
     manifest: Manifest,
@@ -117,6 +117,18 @@ impl ManifestDocument {
     /// The decoded manifest, giving up the bytes.
     pub fn into_manifest(self) -> Manifest {
         self.manifest
+    }
+}
+
+impl fmt::Debug for ManifestDocument {
+    // The raw bytes may carry initial values of user-defined secrets (`Private`): show their
+    // fingerprint only; the decoded model redacts secret bytes itself.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ManifestDocument")
+            .field("fingerprint", &self.fingerprint())
+            .field("manifest", &self.manifest)
+            .field("warnings", &self.warnings)
+            .finish()
     }
 }
 

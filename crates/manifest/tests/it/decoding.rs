@@ -273,3 +273,15 @@ fn large_objects_decode_in_linear_time() {
     assert_eq!(doc.manifest().packages.len(), 100_000);
     assert!(quarry_manifest::check(doc.manifest(), &EmptyEnvironment).is_valid());
 }
+
+#[test]
+fn debug_output_never_shows_secret_values_given_in_the_manifest() {
+    let doc = decode(
+        &json!({"Secrets": {"s": {"Type": "plain", "UserDefined": true,
+        "Private": "c2VjcmV0LXZhbHVl"}}}),
+    );
+    let debug = format!("{doc:?}");
+    assert!(!debug.contains("c2VjcmV0LXZhbHVl") && !debug.contains("secret-value"));
+    assert!(!debug.contains("115, 101, 99"), "{debug}");
+    assert!(debug.contains(&doc.fingerprint()));
+}
