@@ -847,3 +847,118 @@ async fn operator_commands_follow_the_guide_and_provision_writes_the_env_file() 
     .await;
     assert_eq!(status, 200, "{body}");
 }
+
+/// The integers of a DER `RSAPrivateKey` (version, n, e, d, p, q, dp, dq, qi), big-endian
+/// without leading zeros.
+fn pkcs1_integers(der: &[u8]) -> Vec<Vec<u8>> {
+    fn header(der: &[u8], at: usize) -> (u8, usize, usize) {
+        let tag = der[at];
+        let first = der[at + 1] as usize;
+        if first < 0x80 {
+            return (tag, at + 2, first);
+        }
+        let n = first & 0x7f;
+        let len = der[at + 2..at + 2 + n]
+            .iter()
+            .fold(0usize, |acc, b| (acc << 8) | *b as usize);
+        (tag, at + 2 + n, len)
+    }
+    let (tag, mut at, len) = header(der, 0);
+    assert_eq!(tag, 0x30);
+    let end = at + len;
+    let mut out = Vec::new();
+    while at < end {
+        let (tag, start, len) = header(der, at);
+        assert_eq!(tag, 0x02);
+        let bytes = &der[start..start + len];
+        let skip = bytes
+            .iter()
+            .take_while(|b| **b == 0)
+            .count()
+            .min(bytes.len() - 1);
+        out.push(bytes[skip..].to_vec());
+        at = start + len;
+    }
+    out
+}
+
+#[tokio::test]
+async fn imports_an_rsa_key_and_releases_it_as_pkcs8() {
+    let p = Provisioned::start();
+    let admin = p.token(&p.admin).await;
+    let kat: Value = serde_json::from_str(
+        &std::fs::read_to_string(crate::common::testdata(
+            "azure/sidecar-rsa-aes-unwrap-kat.json",
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let pkcs1 = pem::parse(kat["wrapping_private_key_pem"].as_str().unwrap())
+        .unwrap()
+        .into_contents();
+    let ints = pkcs1_integers(&pkcs1);
+    assert_eq!(ints.len(), 9);
+    let names = ["n", "e", "d", "p", "q", "dp", "dq", "qi"];
+    let mut jwk = Map::new();
+    jwk.insert("kty".into(), "RSA-HSM".into());
+    for (name, value) in names.iter().zip(&ints[1..]) {
+        jwk.insert((*name).into(), b64url(value).into());
+    }
+    let policy = b64url(SEED_POLICY.as_bytes());
+    let (status, imported) = p
+        .call(
+            Method::PUT,
+            &format!("/keys/imported-rsa?{V}"),
+            &admin,
+            Some(
+                &json!({"key": jwk, "Hsm": true, "attributes": {"exportable": true},
+                "release_policy": {"data": policy}}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 200, "{imported}");
+    assert_eq!(imported["key"]["kty"], "RSA-HSM");
+    assert_eq!(imported["key"]["n"], b64url(&ints[1]).as_str());
+    assert!(
+        imported["key"].get("d").is_none(),
+        "no private member in the response"
+    );
+
+    let mut broken = jwk.clone();
+    broken.insert("d".into(), b64url(&ints[4]).into());
+    let (status, err) = p
+        .call(
+            Method::PUT,
+            &format!("/keys/broken?{V}"),
+            &admin,
+            Some(&json!({"key": broken})),
+        )
+        .await;
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (400, Some("BadParameter")),
+        "{err}"
+    );
+
+    let kek = Kek::generate();
+    let maa = maa_token(&p.emu, &seed_identity(), &kek.runtime_data).await;
+    let (status, body) = release(
+        &p,
+        &format!("/keys/imported-rsa/release?{V}"),
+        &admin,
+        json!({"target": maa, "enc": "RSA_AES_KEY_WRAP_256"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let released = decode_release(body["value"].as_str().unwrap());
+    assert_eq!(released.payload["response"]["key"]["key"]["kty"], "RSA");
+    let pkcs8 = kek.unwrap("RSA_AES_KEY_WRAP_256", &released.ciphertext);
+    let pair = aws_lc_rs::rsa::KeyPair::from_pkcs8(&pkcs8).unwrap();
+    use aws_lc_rs::signature::KeyPair as _;
+    assert_eq!(
+        pair.public_key()
+            .modulus()
+            .big_endian_without_leading_zero(),
+        ints[1].as_slice()
+    );
+}

@@ -208,3 +208,63 @@ async fn real_and_emulated_releases_have_the_same_structure() {
     shape("", &real_create, &mut b);
     assert_eq!(without(a, ".release_policy.immutable"), b);
 }
+
+/// The sidecar's known-answer vector (`CKM_RSA_AES_KEY_WRAP`, a ciphertext in `key_hsm` form):
+/// the tests' own unwrap opens it, so the same unwrap opening the emulator's releases checks the
+/// emulator's wrapping against a format the real service is known to produce.
+fn sidecar_kat() -> (Kek, String, Vec<u8>, Vec<u8>) {
+    let kat: Value = serde_json::from_str(&real("sidecar-rsa-aes-unwrap-kat.json")).unwrap();
+    let pkcs1 = pem::parse(kat["wrapping_private_key_pem"].as_str().unwrap())
+        .unwrap()
+        .into_contents();
+    let pair = aws_lc_rs::rsa::KeyPair::from_der(&pkcs1).unwrap();
+    let pkcs8 = aws_lc_rs::encoding::AsDer::as_der(&pair).unwrap();
+    let expected: Vec<u8> = kat["expected_plaintext"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b.as_u64().unwrap() as u8)
+        .collect();
+    let ciphertext = b64url_decode(kat["ciphertext"].as_str().unwrap());
+    (
+        Kek::from_pkcs8(pkcs8.as_ref()),
+        kat["enc"].as_str().unwrap().to_owned(),
+        ciphertext,
+        expected,
+    )
+}
+
+#[test]
+fn the_tests_unwrap_opens_the_sidecar_known_answer() {
+    let (kek, enc, ciphertext, expected) = sidecar_kat();
+    assert_eq!(enc, "CKM_RSA_AES_KEY_WRAP");
+    assert_eq!(kek.unwrap(&enc, &ciphertext), expected);
+}
+
+#[tokio::test]
+async fn releases_to_the_sidecar_key_open_with_the_known_answer_unwrap() {
+    let p = Provisioned::start();
+    let (kek, _, _, _) = sidecar_kat();
+    let token = p.token(&p.coordinator()).await;
+    let maa = maa_token(&p.emu, &seed_identity(), &kek.runtime_data).await;
+    let (status, body) = p
+        .call(
+            Method::POST,
+            &format!("/keys/{}/release?api-version=7.4", p.key_name()),
+            &token,
+            Some(&json!({"target": maa})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let released = crate::hsm_support::decode_release(body["value"].as_str().unwrap());
+    assert_eq!(
+        released.ciphertext.len(),
+        296,
+        "the KAT's length for a 256-bit key"
+    );
+    assert_eq!(
+        kek.unwrap("CKM_RSA_AES_KEY_WRAP", &released.ciphertext)
+            .len(),
+        32
+    );
+}

@@ -202,7 +202,12 @@ pub(crate) struct Kek {
 impl Kek {
     pub(crate) fn generate() -> Self {
         let pair = KeyPair::generate(KeySize::Rsa2048).unwrap();
-        let pkcs8 = pair.as_der().unwrap().as_ref().to_vec();
+        Self::from_pkcs8(pair.as_der().unwrap().as_ref())
+    }
+
+    /// A wrapping key from a PKCS#8 RSA private key.
+    pub(crate) fn from_pkcs8(pkcs8: &[u8]) -> Self {
+        let pair = KeyPair::from_pkcs8(pkcs8).unwrap();
         let public = pair.public_key();
         let jwks = json!({"keys": [{
             "kid": "quarry-test-kek",
@@ -212,8 +217,8 @@ impl Kek {
             "n": b64url(public.modulus().big_endian_without_leading_zero()),
         }]});
         Self {
-            private: PrivateDecryptingKey::from_pkcs8(&pkcs8).unwrap(),
-            pkcs8,
+            private: PrivateDecryptingKey::from_pkcs8(pkcs8).unwrap(),
+            pkcs8: pkcs8.to_vec(),
             runtime_data: jwks.to_string().into_bytes(),
         }
     }
