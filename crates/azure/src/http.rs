@@ -26,7 +26,7 @@ pub fn build_client(trust: &TrustStore, timeout: Duration) -> Result<reqwest::Cl
         .timeout(timeout)
         .user_agent(concat!("quarry-azure/", env!("CARGO_PKG_VERSION")))
         .build()
-        .map_err(|e| TrustError::Tls(rustls::Error::General(e.to_string())))
+        .map_err(TrustError::HttpClient)
 }
 
 /// The URL without query or fragment, for messages (queries may hold identifiers).

@@ -49,6 +49,9 @@ pub enum TrustError {
     /// rustls refused the configuration.
     #[error("tls configuration refused: {0}")]
     Tls(#[from] rustls::Error),
+    /// The HTTP client could not be built.
+    #[error("cannot build the http client")]
+    HttpClient(#[source] reqwest::Error),
 }
 
 /// A set of trusted root certificates.
