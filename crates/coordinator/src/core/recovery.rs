@@ -335,3 +335,140 @@ fn trial_decrypt(path: &std::path::Path, key: &DataKey) -> Result<State, TrialEr
         .map_err(|_| TrialError::Decrypt)?;
     State::decode(plaintext).map_err(TrialError::State)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_lc_rs::encoding::AsDer;
+    use aws_lc_rs::rsa::{KeyPair, KeySize};
+    use aws_lc_rs::signature::{KeyPair as _, RSA_PKCS1_SHA256};
+    use base64::Engine;
+
+    struct Holder {
+        key: KeyPair,
+        pem: String,
+    }
+
+    fn holder() -> Holder {
+        let key = KeyPair::generate(KeySize::Rsa2048).unwrap();
+        let der = key.public_key().as_der().unwrap();
+        let b64 = base64::engine::general_purpose::STANDARD.encode(der.as_ref());
+        let lines: Vec<&str> = b64
+            .as_bytes()
+            .chunks(64)
+            .map(|c| std::str::from_utf8(c).unwrap())
+            .collect();
+        let pem = format!(
+            "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+            lines.join("\n")
+        );
+        Holder { key, pem }
+    }
+
+    fn sign(holder: &Holder, message: &[u8]) -> Vec<u8> {
+        let mut sig = vec![0; holder.key.public_modulus_len()];
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        holder
+            .key
+            .sign(&RSA_PKCS1_SHA256, &rng, message, &mut sig)
+            .unwrap();
+        sig
+    }
+
+    fn xor_session(holders: &[Holder], shares: &[[u8; 32]]) -> RecoverySession {
+        let data = RecoveryData {
+            mode: "xor".into(),
+            threshold: shares.len(),
+            shares: shares.iter().map(|s| hex::encode(share_hash(s))).collect(),
+            keys: holders
+                .iter()
+                .enumerate()
+                .map(|(i, h)| (format!("k{i}"), h.pem.clone()))
+                .collect(),
+        };
+        RecoverySession::new(&data.to_bytes())
+    }
+
+    fn message(result: Result<Step, CoreError>) -> String {
+        match result {
+            Err(CoreError::InvalidInput { message }) => message,
+            Err(other) => panic!("unexpected error {other}"),
+            Ok(_) => panic!("accepted"),
+        }
+    }
+
+    #[test]
+    fn xor_round_checks_each_upload_and_combines_the_shares() {
+        let holders = [holder(), holder()];
+        let shares = [[1u8; 32], [2u8; 32]];
+        let mut session = xor_session(&holders, &shares);
+        let upload = |s: &[u8; 32]| Zeroizing::new(s.to_vec());
+
+        let err = message(session.add(Zeroizing::new(vec![1; 33]), sign(&holders[0], &[1; 33])));
+        assert!(err.contains("has 33 bytes"), "{err}");
+        let err = message(session.add(upload(&[9; 32]), sign(&holders[0], &[9; 32])));
+        assert!(err.contains("not one of the recovery secrets"), "{err}");
+        let stranger = holder();
+        let err = message(session.add(upload(&shares[0]), sign(&stranger, &shares[0])));
+        assert!(err.contains("recoverySecretSignature"), "{err}");
+        assert!(session.uploads.is_empty());
+
+        let step = session.add(upload(&shares[0]), sign(&holders[1], &shares[0]));
+        assert!(matches!(step, Ok(Step::Pending(1))));
+        let err = message(session.add(upload(&shares[0]), sign(&holders[0], &shares[0])));
+        assert!(err.contains("already uploaded"), "{err}");
+        // holders[1]'s key is taken by the first upload.
+        let err = message(session.add(upload(&shares[1]), sign(&holders[1], &shares[1])));
+        assert!(err.contains("recoverySecretSignature"), "{err}");
+
+        match session.add(upload(&shares[1]), sign(&holders[0], &shares[1])) {
+            Ok(Step::Candidate(key)) => assert_eq!(key.as_slice(), &[3u8; 32]),
+            _ => panic!("expected a candidate key"),
+        }
+    }
+
+    #[test]
+    fn without_recovery_data_nothing_can_be_uploaded() {
+        let mut session = RecoverySession::new(b"");
+        let err = message(session.add(Zeroizing::new(vec![0; 32]), vec![]));
+        assert!(err.contains("no recovery data"), "{err}");
+    }
+
+    #[test]
+    fn trial_decrypt_opens_sealed_data_with_its_key_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = quarry_enclave::simulation::SimulationSettings::new(dir.path());
+        let enclave =
+            std::sync::Arc::new(quarry_enclave::simulation::Simulation::new(settings).unwrap());
+        let store = quarry_store::Store::open(dir.path(), enclave).unwrap();
+        let mut tx = store.begin();
+        tx.put(b"manifest".to_vec(), b"{}".to_vec());
+        tx.set_seal_mode(quarry_store::SealMode::ProductKey);
+        tx.commit().unwrap();
+        let key = store.data_key().unwrap();
+        let path = dir.path().join(SEALED_DATA);
+
+        let state = trial_decrypt(&path, &key).unwrap();
+        assert_eq!(state.get(b"manifest"), Some(&b"{}"[..]));
+        let wrong = DataKey::from_bytes(&[5; 32]).unwrap();
+        assert!(matches!(
+            trial_decrypt(&path, &wrong),
+            Err(TrialError::Decrypt)
+        ));
+    }
+
+    #[test]
+    fn trial_decrypt_refuses_a_wrong_key_and_a_missing_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = DataKey::from_bytes(&[5; 32]).unwrap();
+        assert!(matches!(
+            trial_decrypt(&dir.path().join("sealed_data"), &key),
+            Err(TrialError::Read(_))
+        ));
+        std::fs::write(dir.path().join("sealed_data"), b"QUARRYSD garbage").unwrap();
+        assert!(matches!(
+            trial_decrypt(&dir.path().join("sealed_data"), &key),
+            Err(TrialError::Frame(_))
+        ));
+    }
+}
