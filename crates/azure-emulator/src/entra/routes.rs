@@ -108,11 +108,11 @@ async fn metadata_v1(
     }
     let base = request_base_url(&uri, &headers, &emulator.config.base_url);
     let t = emulator.entra.tenant_id();
+    // Only what a validator of the access tokens needs: the v1 token endpoints are not
+    // emulated, so they are not advertised.
     json_response(json!({
-        "token_endpoint": format!("{base}/{t}/oauth2/token"),
         "jwks_uri": format!("{base}/{t}/discovery/keys"),
         "issuer": emulator.entra.access_token_issuer(),
-        "authorization_endpoint": format!("{base}/{t}/oauth2/authorize"),
         "id_token_signing_alg_values_supported": ["RS256"],
         "response_types_supported": ["code", "id_token", "code id_token", "token id_token", "token"],
         "subject_types_supported": ["pairwise"],
