@@ -73,7 +73,7 @@ pub enum StoreError {
     /// discarded.
     #[error("store is in recovery mode, nothing is written")]
     InRecovery,
-    /// The operation is only allowed in recovery mode.
+    /// The operation is only allowed in recovery mode (or, for a recovery, while sealed).
     #[error("store is not in recovery mode")]
     NotInRecovery,
     /// A commit failed after `sealed_data` was replaced; which state is on disk is decided when
@@ -83,6 +83,16 @@ pub enum StoreError {
         /// The failure.
         #[source]
         source: Box<StoreError>,
+    },
+    /// An earlier commit failed half-way ([`StoreError::InDoubt`]); the store must be opened
+    /// again before anything else is committed.
+    #[error("an earlier commit failed half-way, reopen the store")]
+    NeedsReopen,
+    /// More wrap layers were configured than a sealed key may carry.
+    #[error("{count} wrap layers configured, at most {max} allowed", max = crate::frame::MAX_WRAP_LAYERS)]
+    TooManyWrapLayers {
+        /// How many were configured.
+        count: usize,
     },
     /// The enclave did not provide a seal key.
     #[error("enclave seal key unavailable")]

@@ -289,7 +289,7 @@ impl Store {
         let mut writer = self.lock_writer();
         match writer.status {
             Status::Ready => return Ok(()),
-            Status::InDoubt => return Err(StoreError::NotUnsealed),
+            Status::InDoubt => return Err(StoreError::NeedsReopen),
             Status::Sealed | Status::Recovery => {}
         }
         let Some(loaded) = writer.loaded.as_ref() else {
@@ -346,14 +346,16 @@ impl Store {
         Ok(())
     }
 
-    /// Leaves recovery mode with the data key restored from the recovery secrets.
+    /// Leaves recovery mode with the data key restored from the recovery secrets. Also allowed
+    /// while the store is still sealed (the Coordinator accepts a recovery while it waits for a
+    /// key release).
     ///
     /// A wrong key changes nothing. After success the store is ready with seal mode
     /// [`SealMode::ProductKey`] and no wrap layers, and nothing is written until the next
     /// commit, which writes both files anew.
     pub fn recover(&self, key: DataKey) -> Result<(), StoreError> {
         let mut writer = self.lock_writer();
-        if writer.status != Status::Recovery {
+        if !matches!(writer.status, Status::Recovery | Status::Sealed) {
             return Err(StoreError::NotInRecovery);
         }
         let Some(loaded) = writer.loaded.as_ref() else {
@@ -451,11 +453,7 @@ impl Store {
     }
 
     fn become_ready(&self, writer: &mut Writer, data_key: DataKey, state: State) {
-        if let Some(loaded) = writer.loaded.take()
-            && let Ok(parsed) = SealedData::parse(&loaded.data)
-        {
-            writer.recovery_data = parsed.recovery_data.to_vec();
-        }
+        writer.loaded = None;
         writer.data_key = Some(data_key);
         *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(state);
         self.set_status(writer, Status::Ready);
@@ -592,7 +590,9 @@ impl Store {
         layers: &[Arc<dyn WrapLayer>],
     ) -> Result<Vec<u8>, StoreError> {
         if layers.len() > MAX_WRAP_LAYERS {
-            return Err(corrupted(&self.paths.key, FrameError::TooManyLayers));
+            return Err(StoreError::TooManyWrapLayers {
+                count: layers.len(),
+            });
         }
         let seal_key = self.enclave.seal_key(policy).map_err(StoreError::Enclave)?;
         let wrap_key = crypto::enclave_wrap_key(&seal_key, policy).map_err(StoreError::Crypto)?;
@@ -687,11 +687,7 @@ impl Transaction<'_> {
             Status::Ready => {}
             Status::Sealed => return Err(StoreError::NotUnsealed),
             Status::Recovery => return Err(StoreError::InRecovery),
-            Status::InDoubt => {
-                return Err(StoreError::InDoubt {
-                    source: Box::new(StoreError::NotUnsealed),
-                });
-            }
+            Status::InDoubt => return Err(StoreError::NeedsReopen),
         }
         let seal_mode = self.seal_mode.unwrap_or(self.writer.seal_mode);
         let layers = self

@@ -279,6 +279,9 @@ fn discarding_moves_the_old_files_aside() {
     let dir = tempfile::tempdir().unwrap();
     let enclave = TestEnclave::standard();
     let store = open(&dir, &enclave);
+    let mut txn = store.begin();
+    txn.set_recovery_data(b"null".to_vec());
+    txn.commit().unwrap();
     commit_entries(&store, &generation(2, 1), SealMode::ProductKey).unwrap();
     drop(store);
     let old_data = fs::read(dir.path().join("sealed_data")).unwrap();
@@ -290,6 +293,10 @@ fn discarding_moves_the_old_files_aside() {
     assert!(matches!(store.discard(datetime!(2026-12-04 17:03:00 UTC)), Ok(ref m) if m.len() == 2));
     assert_eq!(store.status(), Status::Ready);
     assert!(store.snapshot().is_empty());
+    assert!(
+        store.recovery_data().is_empty(),
+        "the old recovery data survived the discard"
+    );
     assert!(matches!(
         store.discard(datetime!(2026-12-04 17:03:00 UTC)),
         Err(StoreError::NotInRecovery)
@@ -344,4 +351,28 @@ fn debug_output_shows_no_secrets() {
     let text = format!("{txn:?} {store:?} {:?} {data_key:?}", store.snapshot());
     assert!(!text.contains("very secret"), "{text}");
     assert!(text.contains("DataKey(..)"), "{text}");
+}
+
+#[test]
+fn recovery_is_accepted_while_waiting_for_a_wrap_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let enclave = TestEnclave::standard();
+    let store = open(&dir, &enclave);
+    let mut txn = store.begin();
+    txn.put("state", "3");
+    txn.set_seal_mode(SealMode::ProductKey);
+    txn.set_wrap_layers(vec![hsm_layer("deleted")]);
+    txn.commit().unwrap();
+    let data_key = store.data_key().unwrap();
+    drop(store);
+
+    let store = open(&dir, &enclave);
+    assert!(matches!(
+        store.unseal(&[]),
+        Err(StoreError::WrapKeyRequired { .. })
+    ));
+    assert_eq!(store.status(), Status::Sealed);
+    store.recover(data_key).unwrap();
+    assert_eq!(store.snapshot().get(b"state"), Some(&b"3"[..]));
+    assert!(store.wrap_keys().is_empty());
 }
