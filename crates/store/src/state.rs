@@ -98,7 +98,7 @@ impl State {
             .sum::<usize>()
     }
 
-    /// Decodes a state; rejects anything [`State::encode`] would not produce.
+    /// Decodes a state; rejects anything the store would not have written (see the module documentation).
     pub fn decode(bytes: &[u8]) -> Result<Self, StateError> {
         let mut pos = 0;
         let count = read_u32(bytes, &mut pos, "entry count")?;
