@@ -233,12 +233,20 @@ pub fn forced_response(status: StatusCode, body: Option<Value>) -> Response {
     (status, Json(body)).into_response()
 }
 
-/// The admin routes under `/_emulator/faults`.
+/// The admin routes: `/_emulator/faults`, and the read-only release counter
+/// `GET /_emulator/releases` (`{"releases": N}`, keys released since the server started).
 pub fn routes() -> Router<Arc<Emulator>> {
-    Router::new().route(
-        "/_emulator/faults",
-        get(list).put(replace).post(add).delete(clear),
-    )
+    Router::new()
+        .route(
+            "/_emulator/faults",
+            get(list).put(replace).post(add).delete(clear),
+        )
+        .route("/_emulator/releases", get(releases))
+}
+
+async fn releases(State(emulator): State<Arc<Emulator>>) -> Response {
+    let count = emulator.releases.load(std::sync::atomic::Ordering::Relaxed);
+    Json(json!({ "releases": count })).into_response()
 }
 
 #[derive(Deserialize)]

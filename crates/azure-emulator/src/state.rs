@@ -82,6 +82,8 @@ pub struct Emulator {
     pub faults: Faults,
     /// The emulated Managed HSM.
     pub hsm: Hsm,
+    /// Keys released since the server started (read-only on `GET /_emulator/releases`).
+    pub releases: std::sync::atomic::AtomicU64,
 }
 
 impl Emulator {
@@ -115,6 +117,7 @@ impl Emulator {
             maa,
             faults: Faults::new(faults),
             hsm,
+            releases: std::sync::atomic::AtomicU64::new(0),
         })
     }
 }

@@ -297,6 +297,9 @@ async fn serve(
                     now: unix_now(),
                 };
                 let jws = hsm.release_key(&caller, &request, &issuer_keys)?;
+                emulator
+                    .releases
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 Ok(serde_json::json!({ "value": jws }))
             }
         }
