@@ -219,6 +219,14 @@ pub async fn attest(
     mode: PinMode,
     out: &mut Out<'_>,
 ) -> Result<Attested> {
+    let (expected, pinned_identity) = if opts.insecure {
+        (None, None)
+    } else {
+        (
+            expected_identity(opts)?,
+            load_identity(&opts.identity_path())?,
+        )
+    };
     let client = Client::unverified(address, None)?;
     let nonce = opts.nonce.as_deref().unwrap_or("").as_bytes().to_vec();
     let path = match &opts.nonce {
@@ -262,8 +270,6 @@ pub async fn attest(
     }
     check_intermediate(&intermediate_der, &root_der, address)?;
 
-    let expected = expected_identity(opts)?;
-    let pinned_identity = load_identity(&opts.identity_path())?;
     match &quote {
         None => {
             if !opts.insecure_simulation {
@@ -389,10 +395,15 @@ async fn verify_quote(
     let collateral = collateral(opts, parsed, clock.clone()).await?;
     let debug = expected.as_ref().is_some_and(|e| e.debug);
     let bar = spinner("verifying the quote");
-    let verified = Verifier::new(clock).allow_debug(debug).verify(bytes, &collateral);
+    let verified = Verifier::new(clock)
+        .allow_debug(debug)
+        .verify(bytes, &collateral);
     bar.finish_and_clear();
     let verified = verified.map_err(|e| {
-        Failure::identity(format!("{address}: quote verification failed: {}", crate::client::chain(&e)))
+        Failure::identity(format!(
+            "{address}: quote verification failed: {}",
+            crate::client::chain(&e)
+        ))
     })?;
     TcbAcceptance::new(&opts.accepted_tcb_statuses, &opts.accepted_advisories)
         .check(verified.tcb_status, &verified.advisory_ids)
@@ -407,7 +418,11 @@ async fn collateral(
 ) -> Result<Collateral> {
     if let Some(path) = &opts.collateral {
         return Collateral::from_file(path).map_err(|e| {
-            Failure::unreadable(format!("collateral {}: {}", path.display(), crate::client::chain(&e)))
+            Failure::unreadable(format!(
+                "collateral {}: {}",
+                path.display(),
+                crate::client::chain(&e)
+            ))
         });
     }
     let Some(url) = opts.pccs_url.as_deref().filter(|u| !u.trim().is_empty()) else {
@@ -427,7 +442,12 @@ async fn collateral(
     let bar = spinner(&format!("fetching collateral from {url}"));
     let result = client.collateral_for_quote(parsed).await;
     bar.finish_and_clear();
-    result.map_err(|e| Failure::connection(format!("collateral from {url}: {}", crate::client::chain(&e))))
+    result.map_err(|e| {
+        Failure::connection(format!(
+            "collateral from {url}: {}",
+            crate::client::chain(&e)
+        ))
+    })
 }
 
 fn check_binding(parsed: &Quote, root: &[u8], nonce: &[u8], address: &Address) -> Result<()> {
@@ -438,7 +458,11 @@ fn check_binding(parsed: &Quote, root: &[u8], nonce: &[u8], address: &Address) -
         return Err(Failure::identity(format!(
             "{address}: the quote's report data {} is not SHA-256 of the root certificate{} ({})",
             hex::encode(&parsed.report_body.report_data[..32]),
-            if nonce.is_empty() { "" } else { " and the nonce" },
+            if nonce.is_empty() {
+                ""
+            } else {
+                " and the nonce"
+            },
             hex::encode(expected.as_ref()),
         )));
     }
@@ -581,9 +605,9 @@ fn expected_identity(opts: &ConnectOptions) -> Result<Option<ExpectedIdentity>> 
 fn parse_measurement(text: &str, what: &str) -> Result<[u8; 32]> {
     let bytes = hex::decode(text.trim())
         .map_err(|e| Failure::invalid(format!("{what} {text:?} is not hex: {e}")))?;
-    bytes
-        .try_into()
-        .map_err(|b: Vec<u8>| Failure::invalid(format!("{what} has {} bytes, expected 32", b.len())))
+    bytes.try_into().map_err(|b: Vec<u8>| {
+        Failure::invalid(format!("{what} has {} bytes, expected 32", b.len()))
+    })
 }
 
 /// Reads MarbleRun's era-config.json (keys matched case-insensitively, as Go does).
@@ -591,9 +615,7 @@ pub fn parse_era_config(path: &Path) -> Result<ExpectedIdentity> {
     let bytes = read_file(path, MAX_BODY_BYTES, "era config")?;
     let value: Value = serde_json::from_slice(&bytes)
         .map_err(|e| Failure::unreadable(format!("era config {}: {e}", path.display())))?;
-    let bad = |what: &str| {
-        Failure::unreadable(format!("era config {}: {what}", path.display()))
-    };
+    let bad = |what: &str| Failure::unreadable(format!("era config {}: {what}", path.display()));
     if !value.is_object() {
         return Err(bad("expected a JSON object"));
     }
@@ -622,7 +644,9 @@ pub fn parse_era_config(path: &Path) -> Result<ExpectedIdentity> {
         signer_id: hex_field("SignerID")?,
         product_id: num_field("ProductID")?,
         security_version: num_field("SecurityVersion")?,
-        debug: field(&value, "Debug").and_then(Value::as_bool).unwrap_or(false),
+        debug: field(&value, "Debug")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
     })
 }
 
@@ -634,7 +658,11 @@ fn load_identity(path: &Path) -> Result<Option<ExpectedIdentity>> {
     // A pinned identity pins every field, zero values included.
     let bytes = read_file(path, MAX_BODY_BYTES, "identity pin")?;
     if let Ok(v) = serde_json::from_slice::<Value>(&bytes) {
-        let num = |n: &str| field(&v, n).and_then(Value::as_u64).and_then(|x| u16::try_from(x).ok());
+        let num = |n: &str| {
+            field(&v, n)
+                .and_then(Value::as_u64)
+                .and_then(|x| u16::try_from(x).ok())
+        };
         id.product_id = num("ProductID");
         id.security_version = num("SecurityVersion");
     }
@@ -682,7 +710,9 @@ fn pin_root(
                      recovery mode, pass --trust-new-coordinator"
                 )));
             }
-            out.warn(&format!("{change}; pinned the new one (--trust-new-coordinator)"));
+            out.warn(&format!(
+                "{change}; pinned the new one (--trust-new-coordinator)"
+            ));
         }
     }
     ensure_parent(&path)?;

@@ -44,7 +44,10 @@ impl FromStr for Address {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        let rest = s.strip_prefix("https://").unwrap_or(s).trim_end_matches('/');
+        let rest = s
+            .strip_prefix("https://")
+            .unwrap_or(s)
+            .trim_end_matches('/');
         if rest.is_empty() || rest.contains('/') || rest.contains("://") {
             return Err(format!("{s:?} is not host:port"));
         }

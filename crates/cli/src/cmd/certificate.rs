@@ -67,7 +67,10 @@ async fn certificate(command: CertificateCommand, out: &mut Out<'_>) -> Result<(
         "intermediate" => certificate_pem(&attested.intermediate_der),
         _ => certificate_pem(&attested.intermediate_der) + &certificate_pem(&attested.root_der),
     };
-    let path = args.out_file.clone().unwrap_or_else(|| PathBuf::from(default));
+    let path = args
+        .out_file
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(default));
     deliver(out, &path, pem.as_bytes(), "certificate file")?;
     if path != std::path::Path::new("-") {
         out.result(

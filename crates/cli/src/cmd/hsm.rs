@@ -113,7 +113,11 @@ fn check_policy(args: &CheckPolicyArgs, out: &mut Out<'_>) -> Result<bool> {
 
     let evaluation = match (&args.authority, args.token.is_some()) {
         (Some(authority), true) => {
-            let iss = input.claims.get("iss").and_then(Value::as_str).unwrap_or("none");
+            let iss = input
+                .claims
+                .get("iss")
+                .and_then(Value::as_str)
+                .unwrap_or("none");
             if iss != authority {
                 input.assumptions.push(format!(
                     "evaluated as if {authority} issued the token; it was issued by {iss}"
@@ -213,7 +217,12 @@ fn evaluate_per_authority(policy: &ReleasePolicy, input: &mut Claims) -> Evaluat
             first = Some((statement.authority.clone(), evaluation));
         }
     }
-    let (authority, evaluation) = first.unwrap_or_else(|| (String::new(), policy.evaluate(&Value::Object(input.claims.clone()))));
+    let (authority, evaluation) = first.unwrap_or_else(|| {
+        (
+            String::new(),
+            policy.evaluate(&Value::Object(input.claims.clone())),
+        )
+    });
     input.assumptions.push(format!(
         "the enclave is attested by {authority}, the policy's authority (no --authority given)"
     ));
@@ -231,7 +240,9 @@ fn token_claims(path: &Path, certs: Option<&Path>) -> Result<Claims> {
         return Err(bad("not a compact JWT (three dot-separated parts)"));
     };
     let decode_json = |part: &str, what: &str| -> Result<Value> {
-        let raw = B64URL.decode(part).map_err(|_| bad(&format!("{what} is not base64url")))?;
+        let raw = B64URL
+            .decode(part)
+            .map_err(|_| bad(&format!("{what} is not base64url")))?;
         serde_json::from_slice(&raw).map_err(|_| bad(&format!("{what} is not JSON")))
     };
     let header_json = decode_json(header, "header")?;
@@ -265,7 +276,10 @@ fn token_claims(path: &Path, certs: Option<&Path>) -> Result<Claims> {
         if exp < now {
             let when = time::OffsetDateTime::from_unix_timestamp(exp)
                 .ok()
-                .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+                .and_then(|t| {
+                    t.format(&time::format_description::well_known::Rfc3339)
+                        .ok()
+                })
                 .unwrap_or_else(|| exp.to_string());
             assumptions.push(format!(
                 "the token expired at {when}; Managed HSM refuses expired tokens, so the verdict \
@@ -300,7 +314,10 @@ fn verify_token_signature(
     let key = set
         .get("keys")
         .and_then(Value::as_array)
-        .and_then(|keys| keys.iter().find(|k| k.get("kid").and_then(Value::as_str) == Some(kid)))
+        .and_then(|keys| {
+            keys.iter()
+                .find(|k| k.get("kid").and_then(Value::as_str) == Some(kid))
+        })
         .ok_or_else(|| {
             Failure::invalid(format!(
                 "token {}: no key with kid {kid:?} in {}",
@@ -315,7 +332,10 @@ fn verify_token_signature(
         .and_then(Value::as_str)
         .and_then(|s| B64.decode(s).ok())
         .ok_or_else(|| {
-            Failure::unreadable(format!("maa certs {}: key {kid:?} has no x5c", certs.display()))
+            Failure::unreadable(format!(
+                "maa certs {}: key {kid:?} has no x5c",
+                certs.display()
+            ))
         })?;
     let (_, cert) = X509Certificate::from_der(&der).map_err(|e| {
         Failure::unreadable(format!("maa certs {}: key {kid:?}: {e}", certs.display()))
@@ -364,8 +384,9 @@ fn identity_claims(args: &CheckPolicyArgs) -> Result<Claims> {
     ] {
         match value {
             Some(hex_text) => {
-                let bytes = hex::decode(hex_text.trim())
-                    .map_err(|e| Failure::invalid(format!("{flag} {hex_text:?} is not hex: {e}")))?;
+                let bytes = hex::decode(hex_text.trim()).map_err(|e| {
+                    Failure::invalid(format!("{flag} {hex_text:?} is not hex: {e}"))
+                })?;
                 if bytes.len() != 32 {
                     return Err(Failure::invalid(format!(
                         "{flag} has {} bytes, expected 32",
@@ -377,7 +398,10 @@ fn identity_claims(args: &CheckPolicyArgs) -> Result<Claims> {
             None => absent.push(name),
         }
     }
-    for (value, name) in [(args.product_id, claims::PRODUCT_ID), (args.svn, claims::SVN)] {
+    for (value, name) in [
+        (args.product_id, claims::PRODUCT_ID),
+        (args.svn, claims::SVN),
+    ] {
         match value {
             Some(v) => {
                 claims.insert(name.into(), v.into());
@@ -387,9 +411,10 @@ fn identity_claims(args: &CheckPolicyArgs) -> Result<Claims> {
     }
     claims.insert(claims::IS_DEBUGGABLE.into(), args.debug.into());
     let mut assumptions = vec![format!(
-        "the enclave's claims are as given; MAA reports {} as {} (from --debug)",
+        "the enclave's claims are as given; MAA reports {} as {} ({})",
         claims::IS_DEBUGGABLE,
-        args.debug
+        args.debug,
+        if args.debug { "--debug" } else { "no --debug" }
     )];
     if !absent.is_empty() {
         assumptions.push(format!(

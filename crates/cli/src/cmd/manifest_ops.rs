@@ -12,8 +12,8 @@ use std::path::PathBuf;
 use base64::Engine;
 use clap::{Args, Subcommand};
 use quarry_common::ExitCode;
-use quarry_manifest::update::{UpdateKind, check_package_update};
 use quarry_manifest::ManifestDocument;
+use quarry_manifest::update::{UpdateKind, check_package_update};
 use serde_json::{Value, json};
 
 use super::manifest::{CheckArgs, ManifestCommand};
@@ -209,7 +209,9 @@ async fn set(args: &SetArgs, out: &mut Out<'_>) -> Result<()> {
     let (client, _) = attested_client(&args.conn, &args.address, None, PinMode::Pin, out).await?;
     let body = json!({ "manifest": B64.encode(document.raw()) });
     let data = client.post("/api/v2/manifest", Some(&body)).await?;
-    let secrets = field(&data, "RecoverySecrets").cloned().unwrap_or(json!({}));
+    let secrets = field(&data, "RecoverySecrets")
+        .cloned()
+        .unwrap_or(json!({}));
     let count = secrets.as_object().map_or(0, |m| m.len());
     if let Some(path) = &args.recoverydata {
         let text = json!({ "RecoverySecrets": secrets }).to_string();
@@ -245,7 +247,11 @@ async fn fetch_manifest(client: &Client, root: &[u8]) -> Result<RemoteManifest> 
         field(&data, name)
             .and_then(Value::as_str)
             .and_then(|s| B64.decode(s).ok())
-            .ok_or_else(|| Failure::invalid(format!("the coordinator's manifest answer has no base64 {name}")))
+            .ok_or_else(|| {
+                Failure::invalid(format!(
+                    "the coordinator's manifest answer has no base64 {name}"
+                ))
+            })
     };
     let raw = b64("manifest")?;
     let signature = b64("manifestSignatureRootECDSA")?;
@@ -317,7 +323,11 @@ async fn update_log(client: &Client) -> Result<Vec<String>> {
     let data = client.get("/api/v2/update").await?;
     Ok(field(&data, "updateLog")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|l| l.as_str().map(str::to_owned)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|l| l.as_str().map(str::to_owned))
+                .collect()
+        })
         .unwrap_or_default())
 }
 
@@ -326,7 +336,9 @@ fn apply_log(raw: &[u8], log: &[String]) -> Result<Vec<u8>> {
     let mut manifest: Value = serde_json::from_slice(raw)
         .map_err(|e| Failure::invalid(format!("the coordinator's manifest is not JSON: {e}")))?;
     for line in log {
-        let Ok(entry) = serde_json::from_str::<Value>(line) else { continue };
+        let Ok(entry) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
         if entry.get("update").and_then(Value::as_str) != Some("SecurityVersion increased") {
             continue;
         }
@@ -338,9 +350,15 @@ fn apply_log(raw: &[u8], log: &[String]) -> Result<Vec<u8>> {
         };
         let packages = manifest
             .as_object_mut()
-            .and_then(|m| m.iter_mut().find(|(k, _)| k.eq_ignore_ascii_case("Packages")))
+            .and_then(|m| {
+                m.iter_mut()
+                    .find(|(k, _)| k.eq_ignore_ascii_case("Packages"))
+            })
             .and_then(|(_, v)| v.as_object_mut());
-        if let Some(p) = packages.and_then(|p| p.get_mut(package)).and_then(Value::as_object_mut) {
+        if let Some(p) = packages
+            .and_then(|p| p.get_mut(package))
+            .and_then(Value::as_object_mut)
+        {
             let key = p
                 .keys()
                 .find(|k| k.eq_ignore_ascii_case("SecurityVersion"))
@@ -391,7 +409,9 @@ async fn update(command: UpdateCommand, out: &mut Out<'_>) -> Result<()> {
             let user = a.auth.load()?;
             let client = pinned_client(&a.conn, &a.address, user, out).await?;
             let data = client.post("/api/v2/update-cancel", None).await?;
-            let message = field(&data, "message").and_then(Value::as_str).unwrap_or("update cancelled");
+            let message = field(&data, "message")
+                .and_then(Value::as_str)
+                .unwrap_or("update cancelled");
             out.result(message, data.clone());
             Ok(())
         }
@@ -409,8 +429,9 @@ async fn read_update(path: &PathBuf, client: &Client) -> Result<ManifestDocument
         return read_manifest(path);
     }
     let current = fetch_manifest(client, &[]).await?;
-    let current = ManifestDocument::from_json(current.raw)
-        .map_err(|e| Failure::invalid(format!("the coordinator's manifest does not decode: {e}")))?;
+    let current = ManifestDocument::from_json(current.raw).map_err(|e| {
+        Failure::invalid(format!("the coordinator's manifest does not decode: {e}"))
+    })?;
     let violations = check_package_update(&current.manifest().packages, document.manifest());
     if let Some(first) = violations.first() {
         return Err(Failure::invalid(format!(
@@ -430,7 +451,9 @@ fn save_recovery(path: &Option<PathBuf>, data: &Value) -> Result<()> {
 }
 
 fn pending_text(data: &Value) -> String {
-    let missing = field(data, "missingAcknowledgments").and_then(Value::as_u64).unwrap_or(0);
+    let missing = field(data, "missingAcknowledgments")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
     let users: Vec<&str> = field(data, "missingUsers")
         .and_then(Value::as_array)
         .map(|a| a.iter().filter_map(Value::as_str).collect())
@@ -474,7 +497,11 @@ async fn update_get(args: &UpdateGetArgs, out: &mut Out<'_>) -> Result<()> {
     let data = client.get("/api/v2/update-manifest").await?;
     let users: Vec<String> = field(&data, "missingUsers")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|u| u.as_str().map(str::to_owned)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|u| u.as_str().map(str::to_owned))
+                .collect()
+        })
         .unwrap_or_default();
     if args.missing {
         out.result(&users.join("\n"), json!({ "missingUsers": users }));

@@ -73,13 +73,18 @@ struct RecoveryKey {
 impl RecoveryKey {
     fn from_pem_file(path: &Path) -> Result<Self> {
         let text = Zeroizing::new(read_file(path, MAX_BODY_BYTES, "private key")?);
-        let bad = |why: String| Failure::unreadable(format!("private key {}: {why}", path.display()));
+        let bad =
+            |why: String| Failure::unreadable(format!("private key {}: {why}", path.display()));
         let block = pem::parse(&*text).map_err(|e| bad(format!("not PEM: {e}")))?;
         let der = Zeroizing::new(block.contents().to_vec());
         let signing = match block.tag() {
             "PRIVATE KEY" => RsaKeyPair::from_pkcs8(&der),
             "RSA PRIVATE KEY" => RsaKeyPair::from_der(&der),
-            other => return Err(bad(format!("PEM block is {other:?}, expected an RSA private key"))),
+            other => {
+                return Err(bad(format!(
+                    "PEM block is {other:?}, expected an RSA private key"
+                )));
+            }
         }
         .map_err(|e| bad(format!("not an RSA private key of 2048 to 8192 bits ({e})")))?;
         let pkcs8 = signing
@@ -107,7 +112,12 @@ impl RecoveryKey {
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>> {
         let mut signature = vec![0u8; self.signing.public_modulus_len()];
         self.signing
-            .sign(&RSA_PKCS1_SHA256, &SystemRandom::new(), message, &mut signature)
+            .sign(
+                &RSA_PKCS1_SHA256,
+                &SystemRandom::new(),
+                message,
+                &mut signature,
+            )
             .map_err(|_| Failure::invalid("signing the recovery secret failed"))?;
         Ok(signature)
     }
@@ -120,7 +130,11 @@ fn is_plain(len: usize) -> bool {
 
 /// The plain recovery secret from the file's bytes.
 fn plain_secret(args: &RecoverArgs, key: &RecoveryKey) -> Result<Zeroizing<Vec<u8>>> {
-    let raw = Zeroizing::new(read_file(&args.secret_file, MAX_RECOVERY_BODY_BYTES, "recovery secret")?);
+    let raw = Zeroizing::new(read_file(
+        &args.secret_file,
+        MAX_RECOVERY_BODY_BYTES,
+        "recovery secret",
+    )?);
     if is_plain(raw.len()) {
         return Ok(raw);
     }
@@ -174,9 +188,16 @@ async fn recover(args: &RecoverArgs, out: &mut Out<'_>) -> Result<()> {
     let result = client.post("/api/v2/recover", Some(&body)).await;
     bar.finish_and_clear();
     let data = result?;
-    let remaining = field(&data, "remaining").and_then(Value::as_u64).unwrap_or(0);
-    let message = field(&data, "message").and_then(Value::as_str).unwrap_or("");
-    out.result(message, json!({ "remaining": remaining, "message": message }));
+    let remaining = field(&data, "remaining")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    let message = field(&data, "message")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    out.result(
+        message,
+        json!({ "remaining": remaining, "message": message }),
+    );
     Ok(())
 }
 

@@ -100,11 +100,11 @@ async fn get(args: &GetArgs, out: &mut Out<'_>) -> Result<()> {
         .iter()
         .map(|n| format!("s={}", percent_encode(n)))
         .collect();
-    let data = client.get(&format!("/api/v2/secrets?{}", query.join("&"))).await?;
+    let data = client
+        .get(&format!("/api/v2/secrets?{}", query.join("&")))
+        .await?;
     let secrets = field(&data, "secrets").cloned().unwrap_or(Value::Null);
-    let text = Zeroizing::new(
-        serde_json::to_string_pretty(&secrets).unwrap_or_default() + "\n",
-    );
+    let text = Zeroizing::new(serde_json::to_string_pretty(&secrets).unwrap_or_default() + "\n");
     match &args.out_file {
         Some(p) => deliver(out, p, text.as_bytes(), "secrets file"),
         None => {
@@ -135,9 +135,12 @@ fn from_pem(name: &str, path: &PathBuf) -> Result<Value> {
     let text = Zeroizing::new(read_file(path, MAX_BODY_BYTES, "pem file")?);
     let blocks = pem::parse_many(&*text)
         .map_err(|e| Failure::unreadable(format!("pem file {}: {e}", path.display())))?;
-    let cert = blocks.iter().find(|b| b.tag() == "CERTIFICATE").ok_or_else(|| {
-        Failure::unreadable(format!("pem file {} holds no CERTIFICATE", path.display()))
-    })?;
+    let cert = blocks
+        .iter()
+        .find(|b| b.tag() == "CERTIFICATE")
+        .ok_or_else(|| {
+            Failure::unreadable(format!("pem file {} holds no CERTIFICATE", path.display()))
+        })?;
     let mut entry = Map::new();
     entry.insert("Cert".into(), B64.encode(cert.contents()).into());
     if let Some(key) = blocks.iter().find(|b| b.tag().ends_with("PRIVATE KEY")) {
@@ -168,7 +171,10 @@ async fn set(args: &SetArgs, out: &mut Out<'_>) -> Result<()> {
     };
     let bytes = Zeroizing::new(serde_json::to_vec(&map).unwrap_or_default());
     let (upload, _) = parse_secret_upload_v1(&bytes).map_err(|e| {
-        Failure::invalid(format!("secrets file {} is invalid, nothing was sent: {e}", args.file.display()))
+        Failure::invalid(format!(
+            "secrets file {} is invalid, nothing was sent: {e}",
+            args.file.display()
+        ))
     })?;
 
     let client = pinned_client(&args.conn, &args.address, user, out).await?;
@@ -176,20 +182,36 @@ async fn set(args: &SetArgs, out: &mut Out<'_>) -> Result<()> {
     let raw = field(&manifest, "manifest")
         .and_then(Value::as_str)
         .and_then(|s| B64.decode(s).ok())
-        .ok_or_else(|| Failure::invalid("the coordinator's manifest answer has no base64 manifest"))?;
-    let current = ManifestDocument::from_json(raw)
-        .map_err(|e| Failure::invalid(format!("the coordinator's manifest does not decode: {e}")))?;
+        .ok_or_else(|| {
+            Failure::invalid("the coordinator's manifest answer has no base64 manifest")
+        })?;
+    let current = ManifestDocument::from_json(raw).map_err(|e| {
+        Failure::invalid(format!("the coordinator's manifest does not decode: {e}"))
+    })?;
     if let Err(violations) = check_secret_upload(&current.manifest().secrets, &upload) {
-        let first = violations.first().map(ToString::to_string).unwrap_or_default();
+        let first = violations
+            .first()
+            .map(ToString::to_string)
+            .unwrap_or_default();
         return Err(Failure::invalid(format!(
             "secrets file {} does not fit the manifest, nothing was sent: {first}",
             args.file.display()
         )));
     }
-    client.post("/api/v2/secrets", Some(&json!({ "secrets": map }))).await?;
+    client
+        .post("/api/v2/secrets", Some(&json!({ "secrets": map })))
+        .await?;
     let names: Vec<&String> = upload.keys().collect();
     out.result(
-        &format!("set {} secrets: {}", names.len(), names.iter().map(|n| n.as_str()).collect::<Vec<_>>().join(", ")),
+        &format!(
+            "set {} secrets: {}",
+            names.len(),
+            names
+                .iter()
+                .map(|n| n.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
         json!({ "set": names }),
     );
     Ok(())

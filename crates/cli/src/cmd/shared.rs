@@ -129,7 +129,9 @@ where
         .build()
     {
         Ok(rt) => rt.block_on(future),
-        Err(e) => Err(Failure::invalid(format!("cannot start the async runtime: {e}"))),
+        Err(e) => Err(Failure::invalid(format!(
+            "cannot start the async runtime: {e}"
+        ))),
     }
 }
 

@@ -24,7 +24,12 @@ pub struct StatusArgs {
 }
 
 /// Runs `status`.
-pub fn run(args: StatusArgs, format: OutputFormat, out: &mut dyn Write, err: &mut dyn Write) -> ExitCode {
+pub fn run(
+    args: StatusArgs,
+    format: OutputFormat,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> ExitCode {
     let result = {
         let mut o = Out { format, out, err };
         run_async(status(&args, &mut o))
@@ -36,7 +41,12 @@ async fn status(args: &StatusArgs, out: &mut Out<'_>) -> Result<()> {
     let client = pinned_client(&args.conn, &args.address, None, out).await?;
     let data = client.get("/api/v2/status").await?;
     let code = field(&data, "code").and_then(Value::as_i64).unwrap_or(-1);
-    let message = field(&data, "message").and_then(Value::as_str).unwrap_or("");
-    out.result(&format!("{code}: {message}"), json!({ "code": code, "message": message }));
+    let message = field(&data, "message")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    out.result(
+        &format!("{code}: {message}"),
+        json!({ "code": code, "message": message }),
+    );
     Ok(())
 }
