@@ -55,6 +55,9 @@ pub enum StartError {
     /// TLS could not be configured.
     #[error("tls configuration")]
     Tls(#[source] rustls::Error),
+    /// The Marble API could not be set up or failed.
+    #[error("marble api")]
+    MarbleApi(#[source] crate::marble::MarbleApiError),
 }
 
 /// A started Coordinator: its core and bound listeners.
@@ -63,6 +66,7 @@ pub struct Coordinator {
     core: Arc<Core>,
     client: TcpListener,
     marble: TcpListener,
+    marble_api: Arc<crate::marble::MarbleApi>,
     prometheus: Option<TcpListener>,
 }
 
@@ -101,6 +105,9 @@ impl Coordinator {
                 })?;
         }
 
+        let marble_api =
+            crate::marble::MarbleApi::from_env(Arc::clone(&core), &|k| std::env::var(k).ok())
+                .map_err(StartError::MarbleApi)?;
         let client = bind("client_api", client_addr).await?;
         let marble = bind("marble_api", mesh_addr).await?;
         let prometheus = match prometheus_addr {
@@ -111,6 +118,7 @@ impl Coordinator {
             core,
             client,
             marble,
+            marble_api: Arc::new(marble_api),
             prometheus,
         })
     }
@@ -135,7 +143,14 @@ impl Coordinator {
         addrs
     }
 
-    /// Serves the Client API over HTTPS (HTTP/1.1 and HTTP/2) until the task is dropped.
+    /// Starts the background task of HSM sealing ([`crate::hsm::startup::spawn`]): the
+    /// key-release loop while waiting for a key release, and persisting a recovered state.
+    pub fn start_hsm(&self) -> tokio::task::JoinHandle<()> {
+        crate::hsm::startup::spawn(&self.core)
+    }
+
+    /// Serves the Client API over HTTPS (HTTP/1.1 and HTTP/2) and the Marble API (gRPC) until
+    /// the task is dropped or the Marble API fails.
     pub async fn serve(self) -> Result<(), StartError> {
         let tls = server_config(
             Arc::clone(self.core.client_cert()),
@@ -144,12 +159,13 @@ impl Coordinator {
         )
         .map_err(StartError::Tls)?;
         let router = crate::api::router(Arc::clone(&self.core));
-        // TODO(#12): serve the Marble API (gRPC) on `self.marble`; until then it accepts no
-        // connections. TODO(#11): serve metrics on `self.prometheus`.
-        let _marble = self.marble;
+        // TODO(#11): serve metrics on `self.prometheus`.
         let _prometheus = self.prometheus;
-        crate::server::serve(self.client, Arc::new(tls), router).await;
-        Ok(())
+        let marble = crate::marble::serve(self.marble, self.marble_api);
+        tokio::select! {
+            () = crate::server::serve(self.client, Arc::new(tls), router) => Ok(()),
+            result = marble => result.map_err(StartError::MarbleApi),
+        }
     }
 }
 

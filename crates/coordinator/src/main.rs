@@ -56,8 +56,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.seal_dir)
         .with_context(|| format!("creating seal directory {}", config.seal_dir.display()))?;
     let enclave = quarry_enclave::from_env(&config.seal_dir).context("enclave backend")?;
+    // The manifest checks read the EDG_* variables; HSM sealing also QUARRY_AZURE_* and
+    // QUARRY_HSM_*.
     let env: BTreeMap<String, String> = std::env::vars()
-        .filter(|(k, _)| k.starts_with("EDG_"))
+        .filter(|(k, _)| {
+            k.starts_with("EDG_") || k.starts_with("QUARRY_AZURE_") || k.starts_with("QUARRY_HSM_")
+        })
         .collect();
 
     let coordinator = Coordinator::start(config, Arc::from(enclave), env).await?;
@@ -66,6 +70,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .write(path)
             .with_context(|| format!("writing ready file {}", path.display()))?;
     }
+    let _hsm = coordinator.start_hsm();
     coordinator.serve().await?;
     Ok(())
 }

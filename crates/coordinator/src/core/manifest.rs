@@ -58,12 +58,13 @@ impl Core {
             .map_err(|e| CoreError::invalid(format!("Config.RecoveryThreshold: {e}")))?;
         dry_run_manifest(manifest, &BTreeMap::new())
             .map_err(|e| CoreError::invalid(format!("invalid manifest: {e}")))?;
-        if manifest.config.has_feature(FeatureGate::AzureHsmSealing) {
-            // TODO(#10): wrap the sealed key with the released HSM key.
-            return Err(CoreError::invalid(
-                "Config.FeatureGates: AzureHSMSealing is not available in this build yet",
-            ));
-        }
+        // With the gate, the HSM key is released before anything changes (and before the
+        // transaction): a failure leaves the sealed files and the state as they were.
+        let gate = manifest.config.has_feature(FeatureGate::AzureHsmSealing);
+        let wrap_layers = self
+            .hsm()
+            .layers_for(gate, crate::hsm::Purpose::Manifest)
+            .map_err(hsm_error)?;
         let seal_mode = match manifest.config.seal_mode() {
             Some(quarry_manifest::SealMode::UniqueKey) => quarry_store::SealMode::UniqueKey,
             Some(quarry_manifest::SealMode::Disabled) => quarry_store::SealMode::Disabled,
@@ -134,6 +135,7 @@ impl Core {
         );
         tx.set_recovery_data(recovery_data.to_bytes());
         tx.set_seal_mode(seal_mode);
+        tx.set_wrap_layers(wrap_layers);
         tx.commit()?;
 
         {
@@ -198,6 +200,17 @@ impl Core {
                 Ok(())
             }
         }
+    }
+}
+
+/// A key release that failed while setting a manifest: a missing or invalid setting is the
+/// request's problem together with the environment (`400`); anything else is a service the
+/// Coordinator cannot reach or use now (`503`, with the reason).
+fn hsm_error(error: crate::hsm::HsmError) -> CoreError {
+    let message = format!("Config.FeatureGates: AzureHSMSealing: {}", error.describe());
+    match error {
+        crate::hsm::HsmError::NotConfigured { .. } => CoreError::invalid(message),
+        _ => CoreError::Unavailable { message },
     }
 }
 

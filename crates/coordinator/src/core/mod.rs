@@ -44,6 +44,7 @@ use zeroize::Zeroizing;
 pub use error::CoreError;
 pub use manifest::ManifestInfo;
 pub use recovery::RecoverOutcome;
+pub(crate) use secrets::cert_template;
 
 use crate::config::Config;
 use crate::tls::SwappableCert;
@@ -135,6 +136,7 @@ pub struct Core {
     recovery: Mutex<RecoverySession>,
     client_cert: Arc<SwappableCert>,
     marble_cert: Arc<SwappableCert>,
+    hsm: crate::hsm::Sealing,
 }
 
 impl std::fmt::Debug for Core {
@@ -161,7 +163,8 @@ impl Core {
         let names = CaNames::parse(&config.dns_names.join(","));
         let now = OffsetDateTime::now_utc();
 
-        // TODO(#10): release the HSM keys of `store.required_wrap_keys()` and pass them here.
+        // A sealed key wrapped by an HSM key leaves the core waiting; `crate::hsm::startup`
+        // releases the key and unseals.
         let (state, ca, pending_root_secret) = match store.status() {
             Status::Sealed => match store.unseal(&[]) {
                 Ok(()) => restore(&store, &names, now)?,
@@ -177,7 +180,7 @@ impl Core {
                     let ca = CoordinatorCa::generate(&names, now, &SystemRandom)?;
                     let state = CoordinatorState::WaitingForKeyRelease {
                         step: format!("releasing HSM key {key}"),
-                        last_error: Some("HSM sealing is not available in this build".into()),
+                        last_error: None,
                     };
                     (state, ca, None)
                 }
@@ -187,6 +190,7 @@ impl Core {
             Status::Recovery | Status::InDoubt => recovery_start(&names, now)?,
         };
         let recovery = RecoverySession::new(&store.recovery_data());
+        let hsm = crate::hsm::Sealing::from_env(&env, Arc::clone(&enclave));
 
         let core = Self {
             config,
@@ -203,6 +207,7 @@ impl Core {
             recovery: Mutex::new(recovery),
             client_cert: Arc::new(SwappableCert::default()),
             marble_cert: Arc::new(SwappableCert::default()),
+            hsm,
         };
         core.install_ca()?;
         tracing::info!(state = core.state().code(), "coordinator core ready");
@@ -329,9 +334,12 @@ impl Core {
         let intermediate_key = ca.intermediate_key().to_pkcs8_der()?;
         self.marble_cert
             .set(
-                vec![CertificateDer::from(
-                    ca.marble_root_certificate_der().to_vec(),
-                )],
+                // The Marble root, then the intermediate (same key and name), so that a Marble
+                // pinning the root can verify the server; see `crate::marble`.
+                vec![
+                    CertificateDer::from(ca.marble_root_certificate_der().to_vec()),
+                    CertificateDer::from(ca.intermediate_certificate_der().to_vec()),
+                ],
                 PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(intermediate_key.to_vec())),
             )
             .map_err(|e| tls("marble api certificate", e))?;
@@ -346,6 +354,49 @@ impl Core {
         };
         self.write().quote = quote;
         Ok(())
+    }
+
+    // --- HSM sealing hooks (used by `crate::hsm`) ---
+
+    /// HSM sealing: the key-release client and what the status reports about it.
+    pub fn hsm(&self) -> &crate::hsm::Sealing {
+        &self.hsm
+    }
+
+    /// Updates the step and last error of state 0; does nothing in another state.
+    pub(crate) fn set_waiting(&self, step: String, last_error: Option<String>) {
+        let mut inner = self.write();
+        if let CoordinatorState::WaitingForKeyRelease { .. } = inner.state {
+            inner.state = CoordinatorState::WaitingForKeyRelease { step, last_error };
+        }
+    }
+
+    /// After the store was unsealed with released HSM keys (core mutex held): restores the
+    /// state, the CA and the quote, leaving state 0.
+    pub(crate) fn finish_unseal(&self) -> Result<(), CoreError> {
+        let names = CaNames::parse(&self.config.dns_names.join(","));
+        let (state, ca, pending_root_secret) =
+            restore(&self.store, &names, OffsetDateTime::now_utc())?;
+        {
+            let mut inner = self.write();
+            inner.state = state;
+            inner.pending_root_secret = pending_root_secret;
+        }
+        self.set_ca(ca)
+    }
+
+    /// A definite key-release failure in state 0: recovery mode, with a temporary CA as at a
+    /// start in recovery mode.
+    pub(crate) fn enter_recovery(&self) -> Result<(), CoreError> {
+        let _guard = self.lock();
+        let names = CaNames::parse(&self.config.dns_names.join(","));
+        let (state, ca, pending_root_secret) = recovery_start(&names, OffsetDateTime::now_utc())?;
+        {
+            let mut inner = self.write();
+            inner.state = state;
+            inner.pending_root_secret = pending_root_secret;
+        }
+        self.set_ca(ca)
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
@@ -394,6 +445,15 @@ fn recovery_start(names: &CaNames, now: OffsetDateTime) -> Result<Started, CoreE
     let ca = CoordinatorCa::generate(names, now, &SystemRandom)?;
     let root_secret = quarry_pki::secrets::generate_root_secret(&SystemRandom)?;
     Ok((CoordinatorState::Recovery, ca, Some(root_secret)))
+}
+
+/// The store's seal mode for the manifest's `Config.SealMode`.
+pub(crate) fn store_seal_mode(mode: Option<quarry_manifest::SealMode>) -> quarry_store::SealMode {
+    match mode {
+        Some(quarry_manifest::SealMode::UniqueKey) => quarry_store::SealMode::UniqueKey,
+        Some(quarry_manifest::SealMode::Disabled) => quarry_store::SealMode::Disabled,
+        _ => quarry_store::SealMode::ProductKey,
+    }
 }
 
 /// An error and its sources, joined with `: `.

@@ -182,9 +182,11 @@ impl RecoverySession {
 impl Core {
     /// The ephemeral public key for encrypted uploads (PKIX DER), generated on first use.
     pub fn recovery_public_key(&self) -> Result<Vec<u8>, CoreError> {
-        // TODO(#10): also in state 0 (DESIGN allows recovery while waiting for a key release);
-        // the store recovers only from its recovery status today.
-        self.require_state("the recovery public key", &[1], "state 1 (recovery mode)")?;
+        self.require_state(
+            "the recovery public key",
+            &[0, 1],
+            "state 1 (recovery mode) or 0 (waiting for a key release)",
+        )?;
         let existing = self.recovery_session().ephemeral.clone();
         let key = match existing {
             Some(key) => key,
@@ -206,7 +208,11 @@ impl Core {
         signature: Vec<u8>,
     ) -> Result<RecoverOutcome, CoreError> {
         let _guard = self.lock();
-        self.require_state("recovery", &[1], "state 1 (recovery mode)")?;
+        self.require_state(
+            "recovery",
+            &[0, 1],
+            "state 1 (recovery mode) or 0 (waiting for a key release)",
+        )?;
         let secret = Zeroizing::new(secret);
         let mut session = self.recovery_session();
 
@@ -292,13 +298,33 @@ impl Core {
         self.set_ca(ca)?;
         tracing::info!("sealed state recovered");
 
-        let seal_mode = match manifest.config.seal_mode() {
-            Some(quarry_manifest::SealMode::UniqueKey) => quarry_store::SealMode::UniqueKey,
-            Some(quarry_manifest::SealMode::Disabled) => quarry_store::SealMode::Disabled,
-            _ => quarry_store::SealMode::ProductKey,
+        let mut seal_mode = super::store_seal_mode(manifest.config.seal_mode());
+        // With the gate, the recovered state is sealed through the HSM again. If no key can be
+        // released now, nothing is written (seal mode Disabled in memory) rather than writing
+        // the state without the HSM layer; the HSM task persists it once a key is released.
+        let gate = manifest
+            .config
+            .has_feature(quarry_manifest::FeatureGate::AzureHsmSealing);
+        let layers = match self.hsm().layers_for(gate, crate::hsm::Purpose::Recovery) {
+            Ok(layers) => {
+                self.hsm().set_note(None);
+                layers
+            }
+            Err(error) => {
+                let message = error.describe();
+                tracing::error!(error = %message, "recovered state cannot be persisted until the HSM releases the key");
+                self.hsm().set_note(Some(format!(
+                    "The recovered state is not persisted until the HSM key is released \
+                     ({message}); retrying."
+                )));
+                self.hsm().request_persist();
+                seal_mode = quarry_store::SealMode::Disabled;
+                Vec::new()
+            }
         };
         let mut tx = self.store().begin();
         tx.set_seal_mode(seal_mode);
+        tx.set_wrap_layers(layers);
         tx.commit()?;
         Ok(())
     }

@@ -34,10 +34,15 @@ async fn get_manifest(State(core): State<Arc<Core>>) -> Result<Response, ApiErro
     })))
 }
 
+/// Reads the body of `POST /api/v2/manifest`: the manifest's raw bytes.
+pub fn parse_set_manifest(body: &[u8]) -> Result<Vec<u8>, ApiError> {
+    let object = json_object(body)?;
+    base64_member(&object, "manifest")
+}
+
 async fn post_manifest(State(core): State<Arc<Core>>, body: Body) -> Result<Response, ApiError> {
     let body = read_body(body, MAX_BODY_BYTES).await?;
-    let object = json_object(&body)?;
-    let raw = base64_member(&object, "manifest")?;
+    let raw = parse_set_manifest(&body)?;
     let secrets = blocking(move || core.set_manifest(raw)).await?;
     Ok(success(
         json!({ "RecoverySecrets": encode_secrets(&secrets) }),

@@ -21,7 +21,7 @@ pub fn routes() -> Router<Arc<Core>> {
 }
 
 /// Reads the `nonce` query parameter.
-pub(crate) fn nonce(query: Option<&str>) -> Result<Option<Vec<u8>>, ApiError> {
+pub fn nonce(query: Option<&str>) -> Result<Option<Vec<u8>>, ApiError> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query.unwrap_or(""))
         .map_err(|e| ApiError::bad_request(format!("invalid query: {e}")))?;
     let Some((_, value)) = pairs.iter().find(|(k, _)| k == "nonce") else {

@@ -23,11 +23,17 @@ pub fn routes() -> Router<Arc<Core>> {
         .route("/api/v2/recover/public-key", get(public_key))
 }
 
-async fn recover(State(core): State<Arc<Core>>, body: Body) -> Result<Response, ApiError> {
-    let body = read_body(body, MAX_RECOVERY_BODY_BYTES).await?;
-    let object = json_object(&body)?;
+/// Reads the body of `POST /api/v2/recover`: the secret and its signature.
+pub fn parse_upload(body: &[u8]) -> Result<(Vec<u8>, Vec<u8>), ApiError> {
+    let object = json_object(body)?;
     let secret = base64_member(&object, "recoverySecret")?;
     let signature = base64_member(&object, "recoverySecretSignature")?;
+    Ok((secret, signature))
+}
+
+async fn recover(State(core): State<Arc<Core>>, body: Body) -> Result<Response, ApiError> {
+    let body = read_body(body, MAX_RECOVERY_BODY_BYTES).await?;
+    let (secret, signature) = parse_upload(&body)?;
     let outcome = blocking(move || core.recover(secret, signature)).await?;
     Ok(success(json!({
         "remaining": outcome.remaining,

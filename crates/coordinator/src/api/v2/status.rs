@@ -20,6 +20,10 @@ pub fn routes() -> Router<Arc<Core>> {
 pub(crate) fn current(core: &Core) -> (u8, String) {
     let state = core.state();
     let mut message = state.message();
+    if let Some(note) = core.hsm().note() {
+        message.push(' ');
+        message.push_str(&note);
+    }
     if core.enclave().is_simulation() {
         message.push_str(" (insecure simulation mode: no TEE protects this Coordinator)");
     }
