@@ -3,5 +3,6 @@
 //! fake services.
 
 pub mod coordinator;
+pub mod emulator;
 pub mod pccs;
 pub mod process;
