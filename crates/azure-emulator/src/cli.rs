@@ -49,8 +49,18 @@ pub enum Command {
     #[command(subcommand)]
     Federation(FederationCommand),
     /// The MAA instance.
-    #[command(subcommand)]
-    Maa(MaaCommand),
+    Maa {
+        /// The emulator's URL as clients reach it: the issuer while none is configured.
+        #[arg(
+            long,
+            env = "QUARRY_EMULATOR_URL",
+            default_value = "https://localhost:8443"
+        )]
+        emulator_url: String,
+        /// The MAA subcommand.
+        #[command(subcommand)]
+        command: MaaCommand,
+    },
     /// Print the tenant id.
     Tenant,
     /// The Managed HSM: create it, assign roles, create keys, provision everything.
@@ -245,7 +255,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => run_serve(args, dir),
         Command::Sp(cmd) => run_sp(cmd, &state_dir(dir)?),
         Command::Federation(cmd) => run_federation(cmd, &state_dir(dir)?),
-        Command::Maa(cmd) => run_maa(cmd, &state_dir(dir)?),
+        Command::Maa {
+            emulator_url,
+            command,
+        } => run_maa(command, &state_dir(dir)?, &emulator_url),
         Command::Hsm {
             emulator_url,
             command,
@@ -350,13 +363,13 @@ fn run_federation(cmd: FederationCommand, state: &StateDir) -> anyhow::Result<()
     }
 }
 
-fn run_maa(cmd: MaaCommand, state: &StateDir) -> anyhow::Result<()> {
+fn run_maa(cmd: MaaCommand, state: &StateDir, emulator_url: &str) -> anyhow::Result<()> {
     match cmd {
         MaaCommand::SetIssuer { issuer } => Maa::set_issuer(state, &issuer)?,
         MaaCommand::SetTcbIdentifier { value } => Maa::set_tcb_identifier(state, &value)?,
         MaaCommand::Show => {}
     }
-    let maa = Maa::open(state, "(the server's own url)")?;
+    let maa = Maa::open(state, emulator_url)?;
     print_json(&maa.describe()?)
 }
 

@@ -810,4 +810,62 @@ mod tests {
             700027
         );
     }
+
+    #[test]
+    fn external_es256_issuer_and_expired_assertions() {
+        use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _};
+
+        let (_dir, entra) = tenant();
+        let created = entra.create_service_principal("k8s").unwrap();
+        let issuer = "https://oidc.cluster.example";
+        entra
+            .add_federated_credential(
+                &created.app_id,
+                FederatedCredential {
+                    name: "sa".into(),
+                    issuer: issuer.into(),
+                    subject: "system:serviceaccount:ns:sa".into(),
+                    audiences: vec![DEFAULT_FEDERATION_AUDIENCE.into()],
+                },
+            )
+            .unwrap();
+        let sp = entra.service_principal(&created.app_id).unwrap().unwrap();
+
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+        let pair =
+            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).unwrap();
+        let point = pair.public_key().as_ref();
+        let sign = |claims: Value| {
+            let header = jose::b64url(br#"{"alg":"ES256","kid":"k1"}"#);
+            let body = jose::b64url(claims.to_string().as_bytes());
+            let input = format!("{header}.{body}");
+            let sig = pair.sign(&rng, input.as_bytes()).unwrap();
+            format!("{input}.{}", jose::b64url(sig.as_ref()))
+        };
+        let claims = |exp: i64| {
+            json!({"iss": issuer, "sub": "system:serviceaccount:ns:sa",
+                   "aud": [DEFAULT_FEDERATION_AUDIENCE], "exp": exp, "nbf": now() - 10})
+        };
+
+        // Issuer not registered yet: its keys are unknown.
+        let good = sign(claims(now() + 600));
+        assert_eq!(entra.check_assertion(&sp, &good).unwrap_err().code, 50166);
+
+        let jwks = json!({"keys": [{"kty": "EC", "crv": "P-256", "kid": "k1",
+            "x": jose::b64url(&point[1..33]), "y": jose::b64url(&point[33..65])}]});
+        entra.add_federated_issuer(issuer, jwks).unwrap();
+        entra.check_assertion(&sp, &good).unwrap();
+
+        let expired = sign(claims(now() - CLOCK_SKEW_SECS - 60));
+        assert_eq!(
+            entra.check_assertion(&sp, &expired).unwrap_err().code,
+            700024
+        );
+
+        assert!(matches!(
+            entra.add_federated_issuer(issuer, json!({"keys": [{"kty": "oct"}]})),
+            Err(EntraStoreError::Invalid { .. })
+        ));
+    }
 }
