@@ -695,25 +695,25 @@ fn pin_root(
     out: &mut Out<'_>,
 ) -> Result<()> {
     let path = opts.pin_path();
-    if let Some((_, pinned)) = load_pin(&path)? {
-        if pinned != root {
-            let change = format!(
-                "the coordinator's root certificate changed: pinned sha256:{} in {}, presented \
+    if let Some((_, pinned)) = load_pin(&path)?
+        && pinned != root
+    {
+        let change = format!(
+            "the coordinator's root certificate changed: pinned sha256:{} in {}, presented \
                  sha256:{}",
-                sha256_hex(&pinned),
-                path.display(),
-                sha256_hex(root)
-            );
-            if !opts.trust_new_coordinator {
-                return Err(Failure::identity(format!(
-                    "{change}; if the coordinator was reinstalled or given a new manifest in \
+            sha256_hex(&pinned),
+            path.display(),
+            sha256_hex(root)
+        );
+        if !opts.trust_new_coordinator {
+            return Err(Failure::identity(format!(
+                "{change}; if the coordinator was reinstalled or given a new manifest in \
                      recovery mode, pass --trust-new-coordinator"
-                )));
-            }
-            out.warn(&format!(
-                "{change}; pinned the new one (--trust-new-coordinator)"
-            ));
+            )));
         }
+        out.warn(&format!(
+            "{change}; pinned the new one (--trust-new-coordinator)"
+        ));
     }
     ensure_parent(&path)?;
     let pem = format!(

@@ -198,17 +198,17 @@ impl Client {
     }
 
     fn transport_failure(&self, e: &reqwest::Error) -> Failure {
-        if let (Some(pinned), Some(presented)) = (&self.pinned, self.presented.get()) {
-            if &presented != pinned {
-                return Failure::identity(format!(
-                    "the coordinator at {} presented certificate sha256:{}, not the pinned root \
+        if let (Some(pinned), Some(presented)) = (&self.pinned, self.presented.get())
+            && &presented != pinned
+        {
+            return Failure::identity(format!(
+                "the coordinator at {} presented certificate sha256:{}, not the pinned root \
                      sha256:{}; it was reinstalled, recovered with a new manifest, or is not the \
                      same coordinator (verify it again, see --trust-new-coordinator)",
-                    self.address,
-                    sha256_hex(&presented),
-                    sha256_hex(pinned)
-                ));
-            }
+                self.address,
+                sha256_hex(&presented),
+                sha256_hex(pinned)
+            ));
         }
         let what = if e.is_timeout() {
             "timed out"

@@ -256,12 +256,12 @@ async fn fetch_manifest(client: &Client, root: &[u8]) -> Result<RemoteManifest> 
     let raw = b64("manifest")?;
     let signature = b64("manifestSignatureRootECDSA")?;
     let fingerprint = quarry_manifest::fingerprint(&raw);
-    if let Some(claimed) = field(&data, "manifestFingerprint").and_then(Value::as_str) {
-        if claimed != fingerprint {
-            return Err(Failure::identity(format!(
-                "the coordinator's manifest fingerprint {claimed} is not the SHA-256 of the manifest it sent ({fingerprint})"
-            )));
-        }
+    if let Some(claimed) = field(&data, "manifestFingerprint").and_then(Value::as_str)
+        && claimed != fingerprint
+    {
+        return Err(Failure::identity(format!(
+            "the coordinator's manifest fingerprint {claimed} is not the SHA-256 of the manifest it sent ({fingerprint})"
+        )));
     }
     if !root.is_empty() {
         quarry_pki::verify_manifest_signature(root, &raw, &signature).map_err(|_| {
@@ -421,7 +421,7 @@ async fn update(command: UpdateCommand, out: &mut Out<'_>) -> Result<()> {
 
 /// Reads an update manifest: a package update is checked against the Coordinator's current
 /// packages, a full update like a new manifest.
-async fn read_update(path: &PathBuf, client: &Client) -> Result<ManifestDocument> {
+async fn read_update(path: &std::path::Path, client: &Client) -> Result<ManifestDocument> {
     let bytes = crate::failure::read_file(path, quarry_common::limits::MAX_BODY_BYTES, "manifest")?;
     let document = ManifestDocument::from_file_bytes(&bytes)
         .map_err(|e| Failure::unreadable(format!("manifest {}: {e}", path.display())))?;

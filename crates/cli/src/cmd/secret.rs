@@ -131,7 +131,7 @@ fn percent_encode(s: &str) -> String {
 }
 
 /// The upload map from a PEM file: the first certificate and the private key.
-fn from_pem(name: &str, path: &PathBuf) -> Result<Value> {
+fn from_pem(name: &str, path: &std::path::Path) -> Result<Value> {
     let text = Zeroizing::new(read_file(path, MAX_BODY_BYTES, "pem file")?);
     let blocks = pem::parse_many(&*text)
         .map_err(|e| Failure::unreadable(format!("pem file {}: {e}", path.display())))?;

@@ -93,12 +93,11 @@ pub fn read_manifest(path: &Path) -> Result<ManifestDocument> {
         .filter(|v| !matches!(v.error, CheckError::MissingHsmEnvironment(_)))
         .map(ToString::to_string)
         .collect();
-    if problems.is_empty() {
-        if let Err(errors) =
+    if problems.is_empty()
+        && let Err(errors) =
             quarry_manifest::template::dry_run_manifest(document.manifest(), &BTreeMap::new())
-        {
-            problems.push(format!("template dry run: {errors}"));
-        }
+    {
+        problems.push(format!("template dry run: {errors}"));
     }
     if !problems.is_empty() {
         return Err(invalid_manifest(path, problems));
