@@ -159,8 +159,10 @@ impl Coordinator {
         )
         .map_err(StartError::Tls)?;
         let router = crate::api::router(Arc::clone(&self.core));
-        // TODO(#11): serve metrics on `self.prometheus`.
-        let _prometheus = self.prometheus;
+        // Metrics (plain HTTP) run beside the APIs; see `crate::metrics`.
+        let _metrics = self
+            .prometheus
+            .map(|listener| tokio::spawn(crate::metrics::serve(listener, Arc::clone(&self.core))));
         let marble = crate::marble::serve(self.marble, self.marble_api);
         tokio::select! {
             () = crate::server::serve(self.client, Arc::new(tls), router) => Ok(()),

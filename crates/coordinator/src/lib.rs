@@ -14,7 +14,9 @@ pub mod core;
 pub mod hsm;
 pub mod jsend;
 pub mod marble;
+pub mod metrics;
 pub mod server;
 pub mod tls;
+pub mod users;
 
 pub use coordinator::{Coordinator, StartError};

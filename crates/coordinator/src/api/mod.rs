@@ -7,6 +7,9 @@
 
 pub mod v1;
 pub mod v2;
+// Users, secrets and updates (issue 11).
+pub(crate) mod users;
+pub mod v1_updates;
 
 use std::sync::Arc;
 
@@ -24,6 +27,7 @@ pub fn router(core: Arc<Core>) -> Router {
     Router::new()
         .merge(v2::routes())
         .merge(v1::routes())
+        .merge(v1_updates::routes())
         .fallback(method_not_allowed)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(core)

@@ -30,6 +30,8 @@ pub mod keys;
 mod manifest;
 mod recovery;
 mod secrets;
+// Users' operations: secrets, manifest updates, the update log (issue 11).
+pub mod update;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};

@@ -129,8 +129,12 @@ impl MarbleApi {
         let request = request.into_inner();
         let marble_type = request.marble_type.clone();
         let uuid = request.uuid.clone();
+        let quote = request.quote.clone();
+        let metrics = crate::metrics::global();
+        metrics.activation_attempt(&marble_type, &uuid);
         match self.activate(peer, request).await {
             Ok(parameters) => {
+                metrics.activation_success(&marble_type, &uuid, &quote);
                 tracing::info!(marble_type = %marble_type, uuid = %uuid, "marble activated");
                 Ok(ActivationResp {
                     parameters: Some(parameters),

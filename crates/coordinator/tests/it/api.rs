@@ -317,3 +317,22 @@ fn startup_manifest_is_set_once_and_never_replaces_the_stored_one() {
     .unwrap_err();
     assert!(err.to_string().contains("no packages defined"), "{err}");
 }
+
+#[test]
+fn refuses_to_start_without_a_tee_unless_simulation_is_asked_for() {
+    let tmp = tempfile::tempdir().unwrap();
+    let err = Coordinator::start_with(tmp.path(), &[("QUARRY_INSECURE_SIMULATION", "0")])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("enclave backend"), "{err}");
+    assert!(!tmp.path().join("seal").join("sealed_data").exists());
+}
+
+#[test]
+fn refuses_distributed_mode() {
+    let tmp = tempfile::tempdir().unwrap();
+    let err = Coordinator::start_with(tmp.path(), &[("EDG_DISTRIBUTED_COORDINATOR", "1")])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("distributed mode is not supported"), "{err}");
+}

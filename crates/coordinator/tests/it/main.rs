@@ -3,5 +3,6 @@
 mod api;
 mod bad_input;
 mod helm;
+mod marble;
 mod tools;
 mod workflow;

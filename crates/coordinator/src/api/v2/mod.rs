@@ -3,7 +3,10 @@
 pub mod manifest;
 pub mod quote;
 pub mod recover;
+pub mod secrets;
 pub mod status;
+pub mod update;
+pub mod update_manifest;
 
 use std::sync::Arc;
 
@@ -18,4 +21,7 @@ pub fn routes() -> Router<Arc<Core>> {
         .merge(manifest::routes())
         .merge(quote::routes())
         .merge(recover::routes())
+        .merge(secrets::routes())
+        .merge(update::routes())
+        .merge(update_manifest::routes())
 }

@@ -1,0 +1,252 @@
+//! Prometheus metrics and the activation event log, served over plain HTTP on
+//! `EDG_COORDINATOR_PROMETHEUS_ADDR` (listener name `prometheus`): `GET /metrics` in the
+//! Prometheus text format, `GET /events` as a JSON array of activations since start.
+//!
+//! Metric names follow MarbleRun where its reference confirms them:
+//!
+//! | name | type | meaning |
+//! |---|---|---|
+//! | `coordinator_version_info{version,commit}` | gauge (0) | the build |
+//! | `coordinator_state` | gauge | the state number of `/api/v2/status` |
+//! | `coordinator_marble_activations_total{type,uuid}` | counter | activation attempts |
+//! | `coordinator_marble_activations_success_total{type,uuid}` | counter | successful activations |
+//!
+//! and Quarry's own:
+//!
+//! | name | type | meaning |
+//! |---|---|---|
+//! | `quarry_coordinator_user_operations_total{operation}` | counter | state changes made by users |
+//! | `quarry_hsm_key_releases_total` | counter | successful HSM key releases |
+//! | `quarry_hsm_key_release_failures_total{class}` | counter | failed releases by class |
+//! | `quarry_hsm_last_key_release_seconds` | gauge | duration of the last release attempt |
+//!
+//! The Marble API reports activations through [`global`]; the core's user operations count
+//! themselves the same way. Nothing here holds secret values.
+
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use prometheus::{
+    Encoder, Gauge, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
+use serde::Serialize;
+use tokio::net::TcpListener;
+
+use crate::core::Core;
+
+/// One successful activation, as `/events` lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ActivationEvent {
+    /// RFC 3339 time.
+    pub time: String,
+    /// What was activated.
+    pub activation: Activation,
+}
+
+/// The activation part of an [`ActivationEvent`].
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Activation {
+    /// The Marble type.
+    pub marble_type: String,
+    /// The Marble's UUID.
+    pub uuid: String,
+    /// The quote the Marble presented, base64.
+    pub quote: String,
+}
+
+/// The Coordinator's metrics.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    state: IntGauge,
+    activations: IntCounterVec,
+    activations_success: IntCounterVec,
+    user_operations: IntCounterVec,
+    releases: IntCounter,
+    release_failures: IntCounterVec,
+    last_release: Gauge,
+    seen: Mutex<crate::hsm::ReleaseStats>,
+    events: Mutex<Vec<ActivationEvent>>,
+}
+
+/// The classes of failed releases, in the order of [`crate::hsm::ReleaseStats::failed`].
+const FAILURE_CLASSES: [&str; 3] = ["transient", "needs_operator", "definite"];
+
+impl Metrics {
+    /// A fresh set of metrics in its own registry (no process or runtime collectors).
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let version = IntGaugeVec::new(
+            Opts::new("coordinator_version_info", "Version of the Coordinator"),
+            &["version", "commit"],
+        )?;
+        version
+            .with_label_values(&[
+                env!("CARGO_PKG_VERSION"),
+                option_env!("QUARRY_COMMIT").unwrap_or(""),
+            ])
+            .set(0);
+        let state = IntGauge::new("coordinator_state", "State of the Coordinator")?;
+        let activations = IntCounterVec::new(
+            Opts::new(
+                "coordinator_marble_activations_total",
+                "Number of Marble activation attempts",
+            ),
+            &["type", "uuid"],
+        )?;
+        let activations_success = IntCounterVec::new(
+            Opts::new(
+                "coordinator_marble_activations_success_total",
+                "Number of successful Marble activations",
+            ),
+            &["type", "uuid"],
+        )?;
+        let user_operations = IntCounterVec::new(
+            Opts::new(
+                "quarry_coordinator_user_operations_total",
+                "State changes made by users of the Client API",
+            ),
+            &["operation"],
+        )?;
+        let releases = IntCounter::new(
+            "quarry_hsm_key_releases_total",
+            "Successful HSM key releases since start",
+        )?;
+        let release_failures = IntCounterVec::new(
+            Opts::new(
+                "quarry_hsm_key_release_failures_total",
+                "Failed HSM key releases since start, by class",
+            ),
+            &["class"],
+        )?;
+        let last_release = Gauge::new(
+            "quarry_hsm_last_key_release_seconds",
+            "Duration of the last HSM key release attempt",
+        )?;
+        registry.register(Box::new(version))?;
+        registry.register(Box::new(state.clone()))?;
+        registry.register(Box::new(activations.clone()))?;
+        registry.register(Box::new(activations_success.clone()))?;
+        registry.register(Box::new(user_operations.clone()))?;
+        registry.register(Box::new(releases.clone()))?;
+        registry.register(Box::new(release_failures.clone()))?;
+        registry.register(Box::new(last_release.clone()))?;
+        for class in FAILURE_CLASSES {
+            release_failures.with_label_values(&[class]);
+        }
+        Ok(Self {
+            registry,
+            state,
+            activations,
+            activations_success,
+            user_operations,
+            releases,
+            release_failures,
+            last_release,
+            seen: Mutex::new(crate::hsm::ReleaseStats::default()),
+            events: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Counts an activation attempt.
+    pub fn activation_attempt(&self, marble_type: &str, uuid: &str) {
+        self.activations
+            .with_label_values(&[marble_type, uuid])
+            .inc();
+    }
+
+    /// Counts a successful activation and records its event.
+    pub fn activation_success(&self, marble_type: &str, uuid: &str, quote: &[u8]) {
+        use base64::Engine;
+        self.activations_success
+            .with_label_values(&[marble_type, uuid])
+            .inc();
+        let time = time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        self.events
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(ActivationEvent {
+                time,
+                activation: Activation {
+                    marble_type: marble_type.to_owned(),
+                    uuid: uuid.to_owned(),
+                    quote: base64::engine::general_purpose::STANDARD.encode(quote),
+                },
+            });
+    }
+
+    /// Counts a state change made by a user (`operation` is a fixed name such as
+    /// `secrets_set`).
+    pub fn user_operation(&self, operation: &str) {
+        self.user_operations.with_label_values(&[operation]).inc();
+    }
+
+    /// The activation events so far.
+    pub fn events(&self) -> Vec<ActivationEvent> {
+        self.events
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The metrics in the Prometheus text format, with the gauges read from `core` now.
+    pub fn render(&self, core: &Core) -> Result<String, prometheus::Error> {
+        self.state.set(i64::from(core.state().code()));
+        let stats = core.hsm().stats();
+        {
+            let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+            self.releases
+                .inc_by(stats.released.saturating_sub(seen.released));
+            for (i, class) in FAILURE_CLASSES.iter().enumerate() {
+                self.release_failures
+                    .with_label_values(&[class])
+                    .inc_by(stats.failed[i].saturating_sub(seen.failed[i]));
+            }
+            *seen = stats.clone();
+        }
+        self.last_release.set(stats.last_duration.as_secs_f64());
+        let mut out = Vec::new();
+        prometheus::TextEncoder::new().encode(&self.registry.gather(), &mut out)?;
+        String::from_utf8(out).map_err(|e| prometheus::Error::Msg(e.to_string()))
+    }
+}
+
+/// The process's metrics (created on first use).
+pub fn global() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(|| {
+        // Registering distinct, valid names in a fresh registry cannot fail.
+        Metrics::new().unwrap_or_else(|e| panic!("metrics registry: {e}"))
+    })
+}
+
+/// Serves `/metrics` and `/events` over plain HTTP on `listener` until the task is dropped.
+pub async fn serve(listener: TcpListener, core: Arc<Core>) -> std::io::Result<()> {
+    let router = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/events", get(events))
+        .fallback(|| async { StatusCode::NOT_FOUND })
+        .with_state(core);
+    axum::serve(listener, router).await
+}
+
+async fn metrics(State(core): State<Arc<Core>>) -> Response {
+    match global().render(&core) {
+        Ok(text) => ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], text).into_response(),
+        Err(error) => {
+            tracing::error!(%error, "rendering metrics failed");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+async fn events() -> Response {
+    axum::Json(global().events()).into_response()
+}

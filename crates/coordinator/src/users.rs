@@ -1,0 +1,133 @@
+//! Users and their permissions: a Client API request is made by the user whose certificate in
+//! the current manifest is byte-for-byte the leaf certificate the client proved in the TLS
+//! handshake ([`crate::server::PeerCertificate`]).
+//!
+//! Only the leaf counts. MarbleRun compares every certificate a client presents, so a client
+//! could append another user's public certificate to its own and act as that user; Quarry
+//! never sees the appended certificates (the server drops them) and matches the leaf alone.
+//! As in MarbleRun, user certificates are usually self-signed and neither their issuer nor
+//! their validity period is checked: possession of the key is what the handshake proved.
+//!
+//! Permissions are the union over the user's roles ([`quarry_manifest::update::Permissions`]):
+//! `ReadSecret` and `WriteSecret` on the named secrets, `UpdateSecurityVersion` on the named
+//! packages, `UpdateManifest` with no names.
+
+use quarry_manifest::update::Permissions;
+use quarry_manifest::{Action, Manifest};
+
+/// Message when the client presented no certificate (MarbleRun's words).
+pub const NO_CERTIFICATE: &str = "no client certificate provided";
+/// Message when the certificate is no user's (MarbleRun's words).
+pub const UNKNOWN_USER: &str =
+    "unauthorized user: client certificate did not match any MarbleRun users";
+
+/// A user the request was authenticated as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    name: String,
+    permissions: Permissions,
+}
+
+/// Why a request was refused (`401`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthError {
+    /// The client presented no certificate.
+    #[error("{NO_CERTIFICATE}")]
+    NoCertificate,
+    /// The certificate is no user's.
+    #[error("{UNKNOWN_USER}")]
+    UnknownUser,
+    /// The user's roles do not grant the action on every named resource.
+    #[error("user {user:?} is not allowed to {action}{}", describe(resources))]
+    NotAllowed {
+        /// The user.
+        user: String,
+        /// The action.
+        action: &'static str,
+        /// The resources not granted.
+        resources: Vec<String>,
+    },
+}
+
+fn describe(resources: &[String]) -> String {
+    if resources.is_empty() {
+        String::new()
+    } else {
+        format!(" {}", resources.join(", "))
+    }
+}
+
+impl User {
+    /// The user's name in the manifest.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The user's permissions.
+    pub fn permissions(&self) -> &Permissions {
+        &self.permissions
+    }
+
+    /// Whether the user may perform `action` on every one of `resources`; the error names the
+    /// resources that are not granted.
+    pub fn require<'a>(
+        &self,
+        action: Action,
+        resources: impl IntoIterator<Item = &'a str>,
+    ) -> Result<(), AuthError> {
+        let resources: Vec<&str> = resources.into_iter().collect();
+        if self.permissions.allows(action, resources.iter().copied()) {
+            return Ok(());
+        }
+        let denied: Vec<String> = resources
+            .iter()
+            .filter(|r| !self.permissions.allows(action, [**r]))
+            .map(|r| (*r).to_owned())
+            .collect();
+        Err(AuthError::NotAllowed {
+            user: self.name.clone(),
+            action: action_phrase(action),
+            resources: denied,
+        })
+    }
+}
+
+fn action_phrase(action: Action) -> &'static str {
+    match action {
+        Action::ReadSecret => "read secret",
+        Action::WriteSecret => "write secret",
+        Action::UpdateSecurityVersion => "update the security version of package",
+        Action::UpdateManifest => "update the manifest",
+        _ => "perform this action",
+    }
+}
+
+/// The user of `manifest` whose certificate is exactly `leaf` (DER).
+pub fn authenticate(manifest: &Manifest, leaf: Option<&[u8]>) -> Result<User, AuthError> {
+    let leaf = leaf.ok_or(AuthError::NoCertificate)?;
+    for (name, user) in &manifest.users {
+        // The manifest check made sure every user certificate parses; one that does not
+        // (impossible for a stored manifest) simply matches nobody.
+        let Ok(der) = quarry_manifest::pem::parse_user_certificate(&user.certificate) else {
+            continue;
+        };
+        if der == leaf {
+            return Ok(User {
+                name: name.clone(),
+                permissions: Permissions::of(manifest, name),
+            });
+        }
+    }
+    Err(AuthError::UnknownUser)
+}
+
+/// The names of the users of `manifest` holding `UpdateManifest`, sorted.
+pub fn manifest_updaters(manifest: &Manifest) -> Vec<String> {
+    manifest
+        .users
+        .keys()
+        .filter(|name| Permissions::of(manifest, name).allows(Action::UpdateManifest, []))
+        .cloned()
+        .collect()
+}
