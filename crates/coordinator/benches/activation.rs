@@ -32,7 +32,7 @@ use quarry_premain::identity::MarbleIdentity;
 const CONCURRENCY: usize = 32;
 
 const MANIFEST: &str = r#"{
-    "Packages": {"pkg": {"SignerID": "abababababababababababababababababababababababababababababababab"}},
+    "Packages": {"pkg": {"SignerID": "abababababababababababababababababababababababababababababababab", "ProductID": 1, "SecurityVersion": 1}},
     "Marbles": {"bench": {"Package": "pkg", "Parameters": {
         "Env": {"SHARED": "{{ hex .Secrets.shared }}", "UNIQUE": "{{ hex .Secrets.unique }}"}
     }}},
@@ -109,6 +109,8 @@ fn bench(c: &mut Criterion) {
     let marble_dir = tempfile::tempdir().unwrap();
     let mut settings = SimulationSettings::new(marble_dir.path());
     settings.identity.mrsigner = [0xab; 32];
+    settings.identity.isv_prod_id = 1;
+    settings.identity.isv_svn = 1;
     let marble_sim = Simulation::new(settings).unwrap();
     let clients = Arc::new(clients(&marble_sim));
 

@@ -45,7 +45,7 @@ fn test_manifest() -> Vec<u8> {
     let manifest = json!({
         "Packages": {
             "pkg": {"SignerID": SIGNER, "ProductID": 3, "SecurityVersion": 2},
-            "other": {"SignerID": "cd".repeat(32), "ProductID": 3}
+            "other": {"SignerID": "cd".repeat(32), "ProductID": 3, "SecurityVersion": 1}
         },
         "Marbles": {
             "app": {
