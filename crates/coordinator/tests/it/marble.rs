@@ -369,7 +369,9 @@ fn bad_activations_get_the_documented_status_and_a_log_line() {
     assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
     set_manifest(&c, &Trust::Insecure, dir, &test_manifest());
 
-    let cases: Vec<(&str, Vec<u8>, &str, &str, Code, &str)> = vec![
+    // (what, quote, marble type, uuid, expected code, expected message part)
+    type Case<'a> = (&'a str, Vec<u8>, &'a str, &'a str, Code, &'a str);
+    let cases: Vec<Case<'_>> = vec![
         (
             "unknown type",
             good.clone(),
