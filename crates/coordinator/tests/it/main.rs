@@ -3,6 +3,7 @@
 mod api;
 mod bad_input;
 mod helm;
+mod hsm;
 mod marble;
 mod tools;
 mod workflow;
