@@ -413,6 +413,7 @@ impl Sealing {
         purpose: Purpose,
         version: Option<&str>,
     ) -> Result<Arc<HsmWrapKey>, HsmError> {
+        self.client()?;
         let handle = tokio::runtime::Handle::try_current().map_err(|_| HsmError::NoRuntime)?;
         if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread {
             // block_on on the only worker thread would deadlock the runtime.
