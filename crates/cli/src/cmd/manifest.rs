@@ -2,16 +2,19 @@
 //!
 //! `check` reads a manifest (JSON, or YAML as MarbleRun's CLI accepts it), decodes it as the
 //! Coordinator does, applies every check, and prints each problem and each ignored key with its
-//! path. The `AzureHSMSealing` rule needs the Coordinator's environment: `--env-file` supplies
+//! path. The template dry run the Coordinator performs when a manifest is set runs too, so a
+//! broken `Files` or `Env` template is reported here rather than refused later. The `AzureHSMSealing` rule needs the Coordinator's environment: `--env-file` supplies
 //! it; without one the environment is empty, so the rule names every variable the Coordinator
 //! would need.
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 use quarry_common::limits::{MAX_BODY_BYTES, MAX_ENV_FILE_BYTES};
 use quarry_common::{EnvFile, ExitCode};
+use quarry_manifest::template::dry_run_manifest;
 use quarry_manifest::{DecodeError, EmptyEnvironment, Environment, ManifestDocument};
 
 /// The `manifest` command group.
@@ -73,6 +76,12 @@ fn check(args: &CheckArgs, out: &mut dyn Write, err: &mut dyn Write) -> ExitCode
         }
     };
     let report = quarry_manifest::check(document.manifest(), env.as_ref());
+    // The Coordinator refuses a manifest whose templates fail the dry run (at manifest set,
+    // with no secret values known yet), so the check reports those failures as problems too.
+    let template_problems = match dry_run_manifest(document.manifest(), &BTreeMap::new()) {
+        Ok(()) => Vec::new(),
+        Err(errors) => errors.into_problems(),
+    };
 
     for warning in document.warnings().iter().chain(&report.warnings) {
         let _ = writeln!(out, "warning: {warning}");
@@ -80,12 +89,15 @@ fn check(args: &CheckArgs, out: &mut dyn Write, err: &mut dyn Write) -> ExitCode
     for violation in &report.violations {
         let _ = writeln!(out, "error: {violation}");
     }
-    if !report.is_valid() {
+    for problem in &template_problems {
+        let _ = writeln!(out, "error: {problem}");
+    }
+    let problems = report.violations.len() + template_problems.len();
+    if problems > 0 {
         let _ = writeln!(
             err,
-            "{}: invalid manifest ({} problems)",
+            "{}: invalid manifest ({problems} problems)",
             args.file.display(),
-            report.violations.len()
         );
         return ExitCode::Invalid;
     }
@@ -127,4 +139,51 @@ fn read_env_file(path: &Path) -> Result<EnvFile, String> {
     let text =
         String::from_utf8(bytes).map_err(|_| format!("{} is not valid utf-8", path.display()))?;
     EnvFile::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check_json(json: &str) -> (ExitCode, String) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("manifest.json");
+        std::fs::write(&file, json).expect("write manifest");
+        let args = CheckArgs {
+            file,
+            env_file: None,
+        };
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let code = check(&args, &mut out, &mut err);
+        (code, String::from_utf8(out).expect("utf-8 output"))
+    }
+
+    fn manifest_with_env(template: &str) -> String {
+        serde_json::json!({
+            "Packages": {"p": {"Debug": true}},
+            "Marbles": {"m": {"Package": "p", "Parameters": {"Env": {"E": template}}}},
+            "Secrets": {"s": {"Type": "symmetric-key", "Size": 128}},
+        })
+        .to_string()
+    }
+
+    #[test]
+    fn check_refuses_templates_the_dry_run_refuses() {
+        let (code, out) = check_json(&manifest_with_env("{{ .Secrets.s.Private"));
+        assert_eq!(code, ExitCode::Invalid, "{out}");
+        assert!(
+            out.contains(r#"error: Marbles["m"].Parameters.Env["E"]: template syntax error"#),
+            "{out}"
+        );
+
+        let (code, out) = check_json(&manifest_with_env("{{ .Secrets.s.Private }}"));
+        assert_eq!(code, ExitCode::Invalid, "{out}");
+        assert!(out.contains("without an encoder"), "{out}");
+    }
+
+    #[test]
+    fn check_accepts_a_template_the_dry_run_accepts() {
+        let (code, out) = check_json(&manifest_with_env("{{ hex .Secrets.s.Private }}"));
+        assert_eq!(code, ExitCode::Ok, "{out}");
+    }
 }
