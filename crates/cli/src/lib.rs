@@ -17,6 +17,7 @@ use quarry_common::ExitCode;
 pub mod attest;
 pub mod client;
 pub mod cmd;
+pub mod dev;
 pub mod failure;
 pub mod output;
 pub mod tls;
@@ -60,6 +61,8 @@ pub enum Command {
     Version,
     /// Print a shell completion script.
     Completion(cmd::misc::CompletionArgs),
+    /// Start a complete local deployment (emulator, Coordinator, sample Marble) with HSM sealing.
+    Dev(dev::DevArgs),
 }
 
 /// Parses `args` (the first being the program name) and runs the command.
@@ -102,5 +105,6 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> ExitCode {
             cmd::misc::completion(&args, out);
             ExitCode::Ok
         }
+        Command::Dev(args) => dev::run(&args, out, err),
     }
 }
