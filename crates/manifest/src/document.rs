@@ -15,7 +15,7 @@ use crate::model::{
     Config, FileValue, Infrastructure, Manifest, Marble, Package, Parameters, Role, Secret,
     SecretBytes, SecretType, TlsTag, TlsTagEntry, User,
 };
-use crate::node::{self, Node, SyntaxError};
+use crate::node::{self, Format, Node, SyntaxError};
 
 /// Why a document is not a manifest.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -35,6 +35,22 @@ fn list(errors: &[FieldError]) -> String {
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+/// The error for a document that is neither JSON nor UTF-8 text (YAML must be UTF-8), with the
+/// line and column of the first byte that is not UTF-8.
+fn not_utf8(bytes: &[u8], valid_up_to: usize) -> SyntaxError {
+    let before = &bytes[..valid_up_to];
+    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+    let column = before
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(valid_up_to, |newline| valid_up_to - newline - 1)
+        + 1;
+    SyntaxError::Invalid {
+        format: Format::Yaml,
+        message: format!("invalid utf-8 at line {line} column {column}"),
+    }
 }
 
 /// A decoded manifest with the bytes it came from.
@@ -71,8 +87,10 @@ impl ManifestDocument {
             .iter()
             .find(|b| !b.is_ascii_whitespace())
             .is_some_and(|b| matches!(b, b'{' | b'['));
-        let Ok(text) = std::str::from_utf8(bytes) else {
-            return Err(json_err.into());
+        let text = match std::str::from_utf8(bytes) {
+            Ok(text) => text,
+            Err(_) if looks_like_json => return Err(json_err.into()),
+            Err(e) => return Err(not_utf8(bytes, e.valid_up_to()).into()),
         };
         match Self::from_yaml(text) {
             Ok(doc) => Ok(doc),

@@ -241,6 +241,16 @@ fn syntax_errors_carry_the_position() {
 }
 
 #[test]
+fn yaml_with_invalid_utf8_names_utf8_and_its_position() {
+    let err = ManifestDocument::from_file_bytes(b"Packages:\n  p\xff: {}\n").unwrap_err();
+    assert!(matches!(err, DecodeError::Syntax(_)));
+    assert_eq!(err.to_string(), "invalid yaml: invalid utf-8 at line 2 column 4");
+    // A document that starts like JSON keeps the JSON parser's message.
+    let err = ManifestDocument::from_file_bytes(b"{\"Packages\": \"\xff\"}").unwrap_err();
+    assert!(err.to_string().starts_with("invalid json"), "{err}");
+}
+
+#[test]
 fn null_document_is_an_empty_manifest() {
     let doc = ManifestDocument::from_json(b"null".to_vec()).unwrap();
     let report = quarry_manifest::check(doc.manifest(), &EmptyEnvironment);
