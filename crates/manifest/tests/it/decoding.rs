@@ -244,7 +244,10 @@ fn syntax_errors_carry_the_position() {
 fn yaml_with_invalid_utf8_names_utf8_and_its_position() {
     let err = ManifestDocument::from_file_bytes(b"Packages:\n  p\xff: {}\n").unwrap_err();
     assert!(matches!(err, DecodeError::Syntax(_)));
-    assert_eq!(err.to_string(), "invalid yaml: invalid utf-8 at line 2 column 4");
+    assert_eq!(
+        err.to_string(),
+        "invalid yaml: invalid utf-8 at line 2 column 4"
+    );
     // A document that starts like JSON keeps the JSON parser's message.
     let err = ManifestDocument::from_file_bytes(b"{\"Packages\": \"\xff\"}").unwrap_err();
     assert!(err.to_string().starts_with("invalid json"), "{err}");
