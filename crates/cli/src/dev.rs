@@ -136,7 +136,11 @@ pub fn run(args: &DevArgs, out: &mut dyn Write, err: &mut dyn Write) -> ExitCode
     match dev.walk(args) {
         Ok(()) => ExitCode::Ok,
         Err(failure) => {
-            let _ = writeln!(err, "quarry dev: step {} failed: {}", dev.step, failure.why);
+            if dev.step == 0 {
+                let _ = writeln!(err, "quarry dev: {}", failure.why);
+            } else {
+                let _ = writeln!(err, "quarry dev: step {} failed: {}", dev.step, failure.why);
+            }
             if let Some(log) = failure.log {
                 let _ = writeln!(err, "--- end of the log ---\n{}", tail(&log, LOG_TAIL));
             }
