@@ -4,3 +4,4 @@ mod bad_input;
 mod hsm_policy;
 mod manifest_check;
 mod support;
+mod workflow;

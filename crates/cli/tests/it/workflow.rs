@@ -1,0 +1,215 @@
+//! The operator workflow with the CLI alone, against the real Coordinator in simulation: verify
+//! and set a manifest, verify it, read status and certificates over the pinned connection, set
+//! and read a secret as a user, apply a package update, lose `sealed_key`, notice the changed
+//! certificate, recover with the recovery key, and find the old state and certificate again.
+
+use std::path::Path;
+
+use base64::Engine;
+use predicates::str::contains;
+use quarry_testkit::coordinator::Coordinator;
+use serde_json::{Value, json};
+
+use crate::support::{file, quarry_in, rsa_key};
+
+const SIGNER: &str = "2222222222222222222222222222222222222222222222222222222222222222";
+const ENCLAVE: &str = "3333333333333333333333333333333333333333333333333333333333333333";
+
+fn start(dir: &Path) -> Coordinator {
+    std::fs::create_dir_all(dir).unwrap();
+    Coordinator::start_with(
+        dir,
+        &[
+            ("QUARRY_INSECURE_SIM_MRSIGNER", SIGNER),
+            ("QUARRY_INSECURE_SIM_MRENCLAVE", ENCLAVE),
+            ("QUARRY_INSECURE_SIM_ISVPRODID", "5"),
+            ("QUARRY_INSECURE_SIM_ISVSVN", "2"),
+        ],
+    )
+    .unwrap()
+}
+
+/// `quarry ARGS ADDR` plus the verification flags for the simulated Coordinator.
+fn run(dir: &Path, c: &Coordinator, args: &[&str]) -> assert_cmd::assert::Assert {
+    run_with(dir, c, args, &[])
+}
+
+/// `quarry ARGS ADDR AFTER` plus the verification flags.
+fn run_with(
+    dir: &Path,
+    c: &Coordinator,
+    args: &[&str],
+    after: &[&str],
+) -> assert_cmd::assert::Assert {
+    let addr = c.client_addr().to_string();
+    let mut cmd = quarry_in(dir);
+    cmd.args(args).arg(&addr).args(after);
+    cmd.arg("--coordinator-cert")
+        .arg(dir.join("pin/coordinator-cert.pem"));
+    cmd.args([
+        "--insecure-simulation",
+        "--signer-id",
+        SIGNER,
+        "--product-id",
+        "5",
+        "--security-version",
+        "2",
+    ]);
+    cmd.assert()
+}
+
+fn manifest(user_cert: &str, recovery_key: &str) -> Vec<u8> {
+    let m = json!({
+        "Packages": {"backend": {"SignerID": "1111111111111111111111111111111111111111111111111111111111111111", "ProductID": 3, "SecurityVersion": 1}},
+        "Marbles": {"web": {"Package": "backend", "Parameters": {"Env": {"KEY": "{{ hex .Secrets.shared_key }}"}}}},
+        "Secrets": {
+            "shared_key": {"Type": "symmetric-key", "Size": 256, "Shared": true},
+            "user_data": {"Type": "plain", "UserDefined": true}
+        },
+        "Users": {"alice": {"Certificate": user_cert, "Roles": ["updater", "reader", "writer"]}},
+        "Roles": {
+            "updater": {"ResourceType": "Packages", "ResourceNames": ["backend"], "Actions": ["UpdateSecurityVersion"]},
+            "reader": {"ResourceType": "Secrets", "ResourceNames": ["user_data", "shared_key"], "Actions": ["ReadSecret"]},
+            "writer": {"ResourceType": "Secrets", "ResourceNames": ["user_data"], "Actions": ["WriteSecret"]}
+        },
+        "RecoveryKeys": {"alice": recovery_key}
+    });
+    serde_json::to_vec(&m).unwrap()
+}
+
+#[test]
+fn operator_workflow_with_the_cli_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut c = start(&dir.join("coordinator"));
+
+    let user = rcgen::generate_simple_self_signed(vec!["alice".into()]).unwrap();
+    let cert = file(dir, "alice.crt", user.cert.pem());
+    let key = file(dir, "alice.key", user.signing_key.serialize_pem());
+    let (recovery_key, recovery_public, _) = rsa_key(dir, "alice-recovery");
+    let raw = manifest(&user.cert.pem(), &recovery_public);
+    let manifest_path = file(dir, "manifest.json", &raw);
+    let m = manifest_path.to_str().unwrap();
+    let auth = [
+        "--cert",
+        cert.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+    ];
+
+    // A simulated Coordinator is refused without the explicit flag, and a wrong identity
+    // is refused with what differs.
+    quarry_in(dir)
+        .args(["status", &c.client_addr().to_string(), "--coordinator-cert"])
+        .arg(dir.join("other-pin.pem"))
+        .assert()
+        .code(5)
+        .stderr(contains("simulated quote"));
+    let mut wrong = quarry_in(dir);
+    wrong
+        .args(["manifest", "set", m, &c.client_addr().to_string()])
+        .args(["--insecure-simulation", "--unique-id", &"44".repeat(32)])
+        .arg("--coordinator-cert")
+        .arg(dir.join("other-pin.pem"));
+    wrong.assert().code(5).stderr(contains(format!(
+        "UniqueID is {ENCLAVE}, expected {}",
+        "44".repeat(32)
+    )));
+
+    // Set, then verify and read back.
+    let recovery_data = dir.join("recovery.json");
+    run(
+        dir,
+        &c,
+        &["manifest", "set", m, "-r", recovery_data.to_str().unwrap()],
+    )
+    .code(0)
+    .stdout(contains("manifest set, fingerprint"));
+    run(dir, &c, &["manifest", "verify", m])
+        .code(0)
+        .stdout(contains("ok: the coordinator's manifest is"));
+    let got = dir.join("got.json");
+    run(dir, &c, &["manifest", "get", "-o", got.to_str().unwrap()]).code(0);
+    assert_eq!(std::fs::read(&got).unwrap(), raw);
+    run(dir, &c, &["status"])
+        .code(0)
+        .stdout(contains("3: Coordinator is running correctly"));
+    let root = dir.join("root.pem");
+    run(
+        dir,
+        &c,
+        &["certificate", "root", "-o", root.to_str().unwrap()],
+    )
+    .code(0);
+    let pinned = std::fs::read_to_string(dir.join("pin/coordinator-cert.pem")).unwrap();
+    let root_pem = std::fs::read_to_string(&root).unwrap();
+    assert!(
+        pinned.ends_with(&root_pem),
+        "the pin ends with the root certificate"
+    );
+
+    // A user sets and reads a secret, and raises a package's security version.
+    let secrets = file(
+        dir,
+        "secrets.json",
+        json!({"user_data": {"Key": base64::engine::general_purpose::STANDARD.encode("hello")}})
+            .to_string(),
+    );
+    let mut set = vec!["secret", "set", secrets.to_str().unwrap()];
+    set.extend(auth);
+    run(dir, &c, &set)
+        .code(0)
+        .stdout(contains("set 1 secrets: user_data"));
+    let get = ["secret", "get", "user_data"];
+    run_with(dir, &c, &get, &auth)
+        .code(0)
+        .stdout(contains("aGVsbG8="));
+    let update = file(
+        dir,
+        "update.json",
+        r#"{"Packages":{"backend":{"SecurityVersion":3}}}"#,
+    );
+    let mut apply = vec!["manifest", "update", "apply", update.to_str().unwrap()];
+    apply.extend(auth);
+    run(dir, &c, &apply)
+        .code(0)
+        .stdout(contains("update applied"));
+    run(dir, &c, &["manifest", "log"])
+        .code(0)
+        .stdout(contains("SecurityVersion increased"));
+
+    // Lose sealed_key: the Coordinator restarts in recovery mode with a temporary root, which
+    // the pinned connection refuses, naming the change.
+    c.stop();
+    std::fs::remove_file(c.seal_dir().join("sealed_key")).unwrap();
+    c.restart().unwrap();
+    run(dir, &c, &["status"])
+        .code(5)
+        .stderr(contains("not the pinned root"));
+
+    // Recover with the recovery key; the old root and state come back.
+    let data: Value = serde_json::from_slice(&std::fs::read(&recovery_data).unwrap()).unwrap();
+    let encrypted = base64::engine::general_purpose::STANDARD
+        .decode(data["RecoverySecrets"]["alice"].as_str().unwrap())
+        .unwrap();
+    let secret = file(dir, "alice.secret", encrypted);
+    run(
+        dir,
+        &c,
+        &[
+            "recover",
+            secret.to_str().unwrap(),
+            "-k",
+            recovery_key.to_str().unwrap(),
+        ],
+    )
+    .code(0)
+    .stdout(contains("Recovery successful."));
+    run(dir, &c, &["status"])
+        .code(0)
+        .stdout(contains("3: Coordinator is running correctly"));
+    run_with(dir, &c, &get, &auth)
+        .code(0)
+        .stdout(contains("aGVsbG8="));
+    run(dir, &c, &["manifest", "verify", m]).code(0);
+}
