@@ -48,7 +48,7 @@ enum Trust {
     Any,
 }
 
-/// A verifier for one of the two [`Trust`] modes; see the module documentation.
+/// A verifier that pins one certificate or accepts any; see the module documentation.
 #[derive(Debug)]
 pub struct CoordinatorVerifier {
     trust: Trust,
