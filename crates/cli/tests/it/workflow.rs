@@ -213,3 +213,101 @@ fn operator_workflow_with_the_cli_alone() {
         .stdout(contains("aGVsbG8="));
     run(dir, &c, &["manifest", "verify", m]).code(0);
 }
+
+fn multi_party_manifest(alice: &str, bob: &str, security_version: u64) -> Vec<u8> {
+    let m = json!({
+        "Packages": {"backend": {"SignerID": "1111111111111111111111111111111111111111111111111111111111111111", "ProductID": 3, "SecurityVersion": security_version}},
+        "Marbles": {"web": {"Package": "backend"}},
+        "Users": {
+            "alice": {"Certificate": alice, "Roles": ["updater"]},
+            "bob": {"Certificate": bob, "Roles": ["updater"]}
+        },
+        "Roles": {"updater": {"ResourceType": "Manifest", "Actions": ["UpdateManifest"]}}
+    });
+    serde_json::to_vec(&m).unwrap()
+}
+
+#[test]
+fn multi_party_update_apply_acknowledge_get_and_cancel() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let c = start(&dir.join("coordinator"));
+    let mut auth = Vec::new();
+    let mut pems = Vec::new();
+    for name in ["alice", "bob"] {
+        let user = rcgen::generate_simple_self_signed(vec![name.into()]).unwrap();
+        let cert = file(dir, &format!("{name}.crt"), user.cert.pem());
+        let key = file(
+            dir,
+            &format!("{name}.key"),
+            user.signing_key.serialize_pem(),
+        );
+        pems.push(user.cert.pem());
+        auth.push([
+            "--cert".to_owned(),
+            cert.display().to_string(),
+            "--key".to_owned(),
+            key.display().to_string(),
+        ]);
+    }
+    let as_user = |i: usize| -> Vec<&str> { auth[i].iter().map(String::as_str).collect() };
+    let v1 = file(dir, "v1.json", multi_party_manifest(&pems[0], &pems[1], 1));
+    let v2 = file(dir, "v2.json", multi_party_manifest(&pems[0], &pems[1], 2));
+    let v3 = file(dir, "v3.json", multi_party_manifest(&pems[0], &pems[1], 3));
+
+    run(dir, &c, &["manifest", "set", v1.to_str().unwrap()]).code(0);
+    run_with(
+        dir,
+        &c,
+        &["manifest", "update", "apply", v2.to_str().unwrap()],
+        &as_user(0),
+    )
+    .code(0)
+    .stdout(contains("update pending: 1 acknowledgements missing"))
+    .stdout(contains("bob"));
+    run(dir, &c, &["manifest", "update", "get", "--missing"])
+        .code(0)
+        .stdout(contains("bob"));
+    let pending = dir.join("pending.json");
+    run(
+        dir,
+        &c,
+        &["manifest", "update", "get", "-o", pending.to_str().unwrap()],
+    )
+    .code(0);
+    assert_eq!(
+        std::fs::read(&pending).unwrap(),
+        std::fs::read(&v2).unwrap()
+    );
+    run_with(
+        dir,
+        &c,
+        &["manifest", "update", "acknowledge", v2.to_str().unwrap()],
+        &as_user(1),
+    )
+    .code(0)
+    .stdout(contains("Update successfully applied"));
+    run(dir, &c, &["manifest", "verify", v2.to_str().unwrap()]).code(0);
+
+    run_with(
+        dir,
+        &c,
+        &["manifest", "update", "apply", v3.to_str().unwrap()],
+        &as_user(1),
+    )
+    .code(0);
+    run_with(dir, &c, &["manifest", "update", "cancel"], &as_user(0))
+        .code(0)
+        .stdout(contains("cancelled"));
+    run(dir, &c, &["manifest", "update", "get"])
+        .code(1)
+        .stderr(contains("no update in progress"));
+    // Without a user certificate the Coordinator refuses the update.
+    run(
+        dir,
+        &c,
+        &["manifest", "update", "apply", v3.to_str().unwrap()],
+    )
+    .code(1)
+    .stderr(contains("the coordinator refused POST /api/v2/update (401"));
+}
