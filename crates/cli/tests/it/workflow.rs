@@ -311,3 +311,63 @@ fn multi_party_update_apply_acknowledge_get_and_cancel() {
     .code(1)
     .stderr(contains("the coordinator refused POST /api/v2/update (401"));
 }
+
+#[test]
+fn identity_is_pinned_at_first_use_and_a_change_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut c = start(&dir.join("coordinator"));
+    let pin = dir.join("tofu/coordinator-cert.pem");
+    let cert = |c: &Coordinator, extra: &[&str]| {
+        let mut cmd = quarry_in(dir);
+        cmd.args([
+            "certificate",
+            "chain",
+            &c.client_addr().to_string(),
+            "-o",
+            "-",
+        ])
+        .args(["--insecure-simulation", "--coordinator-cert"])
+        .arg(&pin)
+        .args(extra);
+        cmd.assert()
+    };
+    cert(&c, &["--nonce", "fresh"])
+        .code(0)
+        .stdout(contains("-----BEGIN CERTIFICATE-----"))
+        .stderr(contains("pinned the coordinator's identity (first use"))
+        .stderr(contains(format!("SignerID {SIGNER}")));
+    let identity: Value = serde_json::from_slice(
+        &std::fs::read(dir.join("tofu/coordinator-cert.pem.identity.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(identity["SecurityVersion"], 2);
+
+    // An older enclave version behind the same address is refused, naming the field.
+    c.restart_with("QUARRY_INSECURE_SIM_ISVSVN", Some("1"))
+        .unwrap();
+    cert(&c, &[])
+        .code(5)
+        .stderr(contains("SecurityVersion is 1, expected at least 2"));
+
+    // MarbleRun's era-config.json decides instead of the pin when given (keys in any case).
+    let era = file(
+        dir,
+        "era-config.json",
+        json!({"signerid": SIGNER, "productid": 5, "securityversion": 1, "debug": false})
+            .to_string(),
+    );
+    cert(&c, &["--era-config", era.to_str().unwrap()])
+        .code(5)
+        .stderr(contains("root certificate changed"));
+    cert(
+        &c,
+        &[
+            "--era-config",
+            era.to_str().unwrap(),
+            "--trust-new-coordinator",
+        ],
+    )
+    .code(0)
+    .stderr(contains("pinned the new one"));
+}
