@@ -371,3 +371,40 @@ fn identity_is_pinned_at_first_use_and_a_change_is_named() {
     .code(0)
     .stderr(contains("pinned the new one"));
 }
+
+#[test]
+fn yaml_manifest_is_uploaded_as_compact_sorted_json_and_json_output_parses() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let c = start(&dir.join("coordinator"));
+    let yaml = "Marbles:\n  web:\n    Package: backend\nPackages:\n  backend:\n    SignerID: \
+                \"1111111111111111111111111111111111111111111111111111111111111111\"\n    \
+                SecurityVersion: 1\n    ProductID: 3\n";
+    let path = file(dir, "m.yaml", yaml);
+    let expected = quarry_manifest::ManifestDocument::from_yaml(yaml)
+        .unwrap()
+        .fingerprint();
+    quarry_in(dir)
+        .args(["manifest", "signature"])
+        .arg(&path)
+        .assert()
+        .code(0)
+        .stdout(format!("{expected}\n"));
+
+    run(dir, &c, &["manifest", "set", path.to_str().unwrap()]).code(0);
+    let out = run(dir, &c, &["status", "--output", "json"])
+        .code(0)
+        .get_output()
+        .stdout
+        .clone();
+    let status: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(status["code"], 3);
+    let out = run(dir, &c, &["manifest", "get", "--output", "json"])
+        .code(0)
+        .get_output()
+        .stdout
+        .clone();
+    let got: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(got["manifestFingerprint"], expected);
+    assert_eq!(got["manifest"]["Packages"]["backend"]["ProductID"], 3);
+}
