@@ -731,3 +731,91 @@ fn ensure_parent(path: &Path) -> Result<()> {
         None => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn found() -> FoundIdentity {
+        FoundIdentity {
+            unique_id: [1; 32],
+            signer_id: [2; 32],
+            product_id: 3,
+            security_version: 4,
+            debug: false,
+        }
+    }
+
+    fn addr() -> Address {
+        "127.0.0.1:4433".parse().unwrap()
+    }
+
+    #[test]
+    fn identity_matches_with_higher_security_version() {
+        let expected = ExpectedIdentity {
+            signer_id: Some([2; 32]),
+            product_id: Some(3),
+            security_version: Some(3),
+            ..Default::default()
+        };
+        assert!(check_identity(&expected, &found(), "x", &addr()).is_ok());
+    }
+
+    #[test]
+    fn identity_mismatch_names_every_field() {
+        let expected = ExpectedIdentity {
+            unique_id: Some([9; 32]),
+            signer_id: Some([8; 32]),
+            product_id: Some(7),
+            security_version: Some(5),
+            debug: false,
+        };
+        let mut f = found();
+        f.debug = true;
+        let e = check_identity(&expected, &f, "the expected identity", &addr()).unwrap_err();
+        assert_eq!(e.code, quarry_common::ExitCode::IdentityMismatch);
+        for part in [
+            "UniqueID is 0101",
+            "SignerID is 0202",
+            "ProductID is 3, expected 7",
+            "SecurityVersion is 4, expected at least 5",
+            "debug enclave",
+        ] {
+            assert!(e.message.contains(part), "{part}: {}", e.message);
+        }
+    }
+
+    #[test]
+    fn era_config_keys_match_case_insensitively_and_zero_means_unset() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("era.json");
+        std::fs::write(
+            &path,
+            format!(
+                r#"{{"uniqueid":"","SIGNERID":"{}","ProductID":0,"SecurityVersion":3,"Debug":true}}"#,
+                "ab".repeat(32)
+            ),
+        )
+        .unwrap();
+        let id = parse_era_config(&path).unwrap();
+        assert_eq!(id.unique_id, None);
+        assert_eq!(id.signer_id, Some([0xab; 32]));
+        assert_eq!(id.product_id, None);
+        assert_eq!(id.security_version, Some(3));
+        assert!(id.debug);
+    }
+
+    #[test]
+    fn era_config_with_a_short_measurement_is_unreadable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("era.json");
+        std::fs::write(&path, r#"{"UniqueID":"abcd"}"#).unwrap();
+        let e = parse_era_config(&path).unwrap_err();
+        assert_eq!(e.code, quarry_common::ExitCode::Unreadable);
+        assert!(
+            e.message.contains("UniqueID has 2 bytes, expected 32"),
+            "{}",
+            e.message
+        );
+    }
+}
