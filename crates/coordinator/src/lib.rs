@@ -4,8 +4,8 @@
 //! Modules: [`config`] reads the `EDG_*` variables; [`core`] is the state machine with the
 //! sealed store, the CA, manifest setting and recovery; [`api`] is the Client API (one module
 //! per endpoint group); [`marble`] is the Marble API (gRPC activation); [`coordinator`] starts
-//! everything; [`tls`] and [`server`] are the
-//! transport of both APIs; [`jsend`] is the Client API's envelope.
+//! everything; [`tls`] and [`server`] are the transport of both APIs; [`jsend`] is the Client
+//! API's envelope.
 
 pub mod api;
 pub mod config;

@@ -166,7 +166,7 @@ fn stored_secret(kind: SecretType, stored: Option<&StoredSecret>) -> Secret {
     let public = stored.and_then(|s| s.public.as_ref());
     match kind {
         SecretType::SymmetricKey => Secret::symmetric_key(part(private.or(public))),
-        SecretType::Plain => Secret::plain(part(public.or(private))),
+        SecretType::Plain => Secret::plain(part(private.or(public))),
         _ => Secret::certificate(
             kind,
             part(stored.and_then(|s| s.cert.as_ref())),
