@@ -428,8 +428,11 @@ async fn read_update(path: &std::path::Path, client: &Client) -> Result<Manifest
     if UpdateKind::of(document.manifest()) == UpdateKind::Full {
         return read_manifest(path);
     }
+    // Package updates are not in the stored manifest, only in the update log: replay them so
+    // that a downgrade below an earlier update is caught here too.
     let current = fetch_manifest(client, &[]).await?;
-    let current = ManifestDocument::from_json(current.raw).map_err(|e| {
+    let current = apply_log(&current.raw, &update_log(client).await?)?;
+    let current = ManifestDocument::from_json(current).map_err(|e| {
         Failure::invalid(format!("the coordinator's manifest does not decode: {e}"))
     })?;
     let violations = check_package_update(&current.manifest().packages, document.manifest());

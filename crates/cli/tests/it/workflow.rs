@@ -177,6 +177,18 @@ fn operator_workflow_with_the_cli_alone() {
     run(dir, &c, &["manifest", "log"])
         .code(0)
         .stdout(contains("SecurityVersion increased"));
+    // A downgrade below the applied update is refused locally, from the replayed log.
+    let downgrade = file(
+        dir,
+        "downgrade.json",
+        r#"{"Packages":{"backend":{"SecurityVersion":2}}}"#,
+    );
+    let mut apply_down = vec!["manifest", "update", "apply", downgrade.to_str().unwrap()];
+    apply_down.extend(auth);
+    run(dir, &c, &apply_down)
+        .code(1)
+        .stderr(contains("nothing was sent"))
+        .stderr(contains("security version 2 is lower than the current 3"));
 
     // Lose sealed_key: the Coordinator restarts in recovery mode with a temporary root, which
     // the pinned connection refuses, naming the change.
