@@ -11,7 +11,7 @@ use quarry_store::{
     Status, Store, StoreError,
 };
 
-use crate::support::{TestEnclave, commit_entries, generation};
+use crate::support::{TestEnclave, commit_entries, generation, open_store};
 
 /// A seal directory with a committed state.
 struct Sealed {
@@ -23,7 +23,7 @@ impl Sealed {
     fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let enclave = TestEnclave::standard();
-        let store = Store::open(dir.path(), enclave.clone()).unwrap();
+        let store = open_store(dir.path(), enclave.clone()).unwrap();
         commit_entries(&store, &generation(3, 1), SealMode::ProductKey).unwrap();
         Self { dir, enclave }
     }
@@ -56,7 +56,7 @@ impl Sealed {
     /// Opens and unseals; checks that the directory is unchanged afterwards.
     fn load(&self) -> Result<Store, StoreError> {
         let before = self.listing();
-        let result = Store::open(self.dir.path(), self.enclave.clone())
+        let result = open_store(self.dir.path(), self.enclave.clone())
             .and_then(|store| store.unseal(&[]).map(|()| store));
         assert_eq!(self.listing(), before, "loading changed the seal directory");
         result
@@ -183,7 +183,7 @@ fn oversized_files_are_refused_without_reading_them() {
     let sealed = Sealed::new();
     let file = fs::File::create(sealed.path("sealed_data")).unwrap();
     file.set_len(MAX_SEALED_DATA_LEN + 1).unwrap(); // sparse
-    match Store::open(sealed.dir.path(), sealed.enclave.clone()) {
+    match open_store(sealed.dir.path(), sealed.enclave.clone()) {
         Err(StoreError::TooLarge { path, limit }) => {
             assert_eq!(path, sealed.path("sealed_data"));
             assert_eq!(limit, MAX_SEALED_DATA_LEN);
@@ -221,7 +221,7 @@ fn a_missing_sealed_key_needs_recovery() {
 fn another_enclave_signer_needs_recovery() {
     let sealed = Sealed::new();
     let other = TestEnclave::new(2, 1);
-    let store = Store::open(sealed.dir.path(), other).unwrap();
+    let store = open_store(sealed.dir.path(), other).unwrap();
     assert!(matches!(
         store.unseal(&[]),
         Err(StoreError::NeedsRecovery {
@@ -249,7 +249,7 @@ fn nothing_is_written_in_recovery_mode() {
     let sealed = Sealed::new();
     fs::remove_file(sealed.path("sealed_key")).unwrap();
     let before = sealed.listing();
-    let store = Store::open(sealed.dir.path(), sealed.enclave.clone()).unwrap();
+    let store = open_store(sealed.dir.path(), sealed.enclave.clone()).unwrap();
     assert!(store.unseal(&[]).is_err());
     let error = commit_entries(&store, &generation(3, 9), SealMode::ProductKey).unwrap_err();
     assert!(matches!(error, StoreError::InRecovery), "{error:?}");

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 
 use quarry_store::{SealMode, Status, Store};
 
-use crate::support::{TestEnclave, commit_entries, entries, generation};
+use crate::support::{TestEnclave, commit_entries, entries, generation, open_store, spawn};
 
 const CHILD_DIR_ENV: &str = "QUARRY_STORE_TEST_KILL_DIR";
 const KILLS: u32 = 200;
@@ -42,7 +42,7 @@ fn commit_loop_child() {
     let Some(dir) = std::env::var_os(CHILD_DIR_ENV) else {
         return;
     };
-    let store = Store::open(&dir, TestEnclave::standard()).unwrap();
+    let store = open_store(std::path::Path::new(&dir), TestEnclave::standard()).unwrap();
     if store.status() == Status::Sealed {
         store.unseal(&[]).unwrap();
     }
@@ -64,19 +64,20 @@ fn killed_commit_loops_never_need_recovery() {
     let mut interrupted = 0u32;
 
     for kill in 0..KILLS {
-        let mut child = Command::new(&exe)
-            .args([
-                "--exact",
-                "kill::commit_loop_child",
-                "--ignored",
-                "--nocapture",
-            ])
-            .args(["--test-threads", "1"])
-            .env(CHILD_DIR_ENV, dir.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
+        let mut child = spawn(
+            Command::new(&exe)
+                .args([
+                    "--exact",
+                    "kill::commit_loop_child",
+                    "--ignored",
+                    "--nocapture",
+                ])
+                .args(["--test-threads", "1"])
+                .env(CHILD_DIR_ENV, dir.path())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit()),
+        )
+        .unwrap();
         let wait_for = 1 + rng.next() % 3;
         let mut seen = 0;
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
@@ -105,7 +106,7 @@ fn killed_commit_loops_never_need_recovery() {
         {
             interrupted += 1;
         }
-        let store = Store::open(dir.path(), enclave.clone()).unwrap();
+        let store = open_store(dir.path(), enclave.clone()).unwrap();
         if let Err(error) = store.unseal(&[]) {
             panic!("kill {kill}: reopening failed: {error:#?}");
         }

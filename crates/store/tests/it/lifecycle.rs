@@ -10,11 +10,11 @@ use quarry_store::{DataKey, RecoveryReason, SealMode, Status, Store, StoreError,
 use time::macros::datetime;
 
 use crate::support::{
-    TestEnclave, commit_entries, entries, generation, hsm_layer, hsm_ref, key_bytes,
+    TestEnclave, commit_entries, entries, generation, hsm_layer, hsm_ref, key_bytes, open_store,
 };
 
 fn open(dir: &tempfile::TempDir, enclave: &Arc<TestEnclave>) -> Store {
-    Store::open(dir.path(), enclave.clone()).unwrap()
+    open_store(dir.path(), enclave.clone()).unwrap()
 }
 
 fn names(dir: &tempfile::TempDir) -> Vec<String> {
@@ -75,7 +75,7 @@ fn a_second_store_on_the_same_directory_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let enclave = TestEnclave::standard();
     let store = open(&dir, &enclave);
-    match Store::open(dir.path(), enclave.clone()) {
+    match open_store(dir.path(), enclave.clone()) {
         Err(error @ StoreError::Locked { .. }) => {
             assert!(
                 error

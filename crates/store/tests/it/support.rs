@@ -5,13 +5,35 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use aws_lc_rs::digest;
 use quarry_enclave::{Enclave, EnclaveError, Identity, SealKey, SealPolicy};
 use quarry_store::fs::{FileSystem, LockGuard, WriteFile};
-use quarry_store::{DataKey, HsmKeyRef, HsmWrapKey, SealMode, State, Status, Store, WrapLayer};
+use quarry_store::{
+    DataKey, HsmKeyRef, HsmWrapKey, SealMode, State, Status, Store, StoreError, WrapLayer,
+};
+
+/// Keeps a spawned child from holding a copy of a seal directory's lock. A child holds every
+/// open file description of the test process until its `exec`, so a test that closes a store
+/// and reopens its directory while another test spawns a child could find the directory still
+/// locked. Opening a real seal directory takes this shared; spawning a child takes it
+/// exclusively (`Command::spawn` returns only after the child's `exec`).
+static SPAWNING: RwLock<()> = RwLock::new(());
+
+/// [`Store::open`] on a real directory, never overlapping a child's spawn.
+pub(crate) fn open_store(dir: &Path, enclave: Arc<TestEnclave>) -> Result<Store, StoreError> {
+    let _guard = SPAWNING.read().unwrap_or_else(PoisonError::into_inner);
+    Store::open(dir, enclave)
+}
+
+/// Spawns `command`, never overlapping a test's [`open_store`].
+pub(crate) fn spawn(command: &mut Command) -> io::Result<Child> {
+    let _guard = SPAWNING.write().unwrap_or_else(PoisonError::into_inner);
+    command.spawn()
+}
 
 /// An enclave whose seal keys derive from a signer and a measurement byte, like SGX: the
 /// product key depends on the signer only, the unique key on both.
