@@ -7,7 +7,7 @@
 //! signature.
 //!
 //! Seal keys are derived with HKDF-SHA256 from a 32-byte secret kept in a key file in the seal
-//! directory (created with mode 0600 when missing) and from the identity the policy binds:
+//! directory (created with mode 0600 when missing, whole or not at all) and from the identity the policy binds:
 //! MRSIGNER, ISVPRODID, ISVSVN and the debug flag for [`SealPolicy::ProductKey`], MRENCLAVE and
 //! the debug flag for [`SealPolicy::UniqueKey`]. Anyone who can read that file can unseal.
 //!
@@ -16,6 +16,7 @@
 use std::fs;
 use std::io::{ErrorKind, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use aws_lc_rs::hkdf;
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
@@ -268,49 +269,103 @@ fn load_or_create_secret(
     dir: &Path,
     path: &Path,
 ) -> Result<Zeroizing<[u8; SECRET_LEN]>, EnclaveError> {
+    if let Some(secret) = read_secret(path)? {
+        return Ok(secret);
+    }
+    fs::create_dir_all(dir).map_err(|e| EnclaveError::Io {
+        op: "create directory",
+        path: dir.to_owned(),
+        source: e,
+    })?;
+    let mut secret = Zeroizing::new([0u8; SECRET_LEN]);
+    SystemRandom::new()
+        .fill(&mut secret[..])
+        .map_err(|_| EnclaveError::Invalid {
+            what: "random number generator",
+            detail: "could not generate the simulation key".into(),
+        })?;
+    // The key file appears whole or not at all: the secret goes to a temporary file first,
+    // which is then linked to the final name (refused if another start linked its own first).
+    // A crash in between leaves only the temporary file (named by process and attempt), which
+    // does no harm.
+    static ATTEMPT: AtomicU64 = AtomicU64::new(0);
+    let attempt = ATTEMPT.fetch_add(1, Ordering::Relaxed);
+    let tmp = dir.join(format!(
+        "{SEAL_KEY_FILE}.tmp-{}-{attempt}",
+        std::process::id()
+    ));
+    let io = |op, path: &Path, source| EnclaveError::Io {
+        op,
+        path: path.to_owned(),
+        source,
+    };
+    let written = write_private(&tmp, &secret[..]).map_err(|e| io("write", &tmp, e));
+    let linked = written.and_then(|()| match fs::hard_link(&tmp, path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(io("link", path, e)),
+    });
+    // Best effort: the temporary file is ours and holds nothing the final file does not.
+    let _ = fs::remove_file(&tmp);
+    if !linked? {
+        // Another start created the key file first: use its secret.
+        return read_secret(path)?
+            .ok_or_else(|| io("open", path, std::io::Error::from(ErrorKind::NotFound)));
+    }
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io("sync", dir, e))?;
+    Ok(secret)
+}
+
+/// Reads the key file's secret; `None` if the file does not exist.
+fn read_secret(path: &Path) -> Result<Option<Zeroizing<[u8; SECRET_LEN]>>, EnclaveError> {
     let io = |op, source| EnclaveError::Io {
         op,
         path: path.to_owned(),
         source,
     };
-    match fs::File::open(path) {
-        Ok(mut file) => {
-            let mut buf = Zeroizing::new(Vec::with_capacity(SECRET_LEN));
-            file.read_to_end(&mut buf).map_err(|e| io("read", e))?;
-            let mut secret = Zeroizing::new([0u8; SECRET_LEN]);
-            if buf.len() != SECRET_LEN {
-                return Err(EnclaveError::Invalid {
-                    what: "simulation key file",
-                    detail: format!(
-                        "{} holds {} bytes, expected {SECRET_LEN}",
-                        path.display(),
-                        buf.len()
-                    ),
-                });
-            }
-            secret.copy_from_slice(&buf);
-            Ok(secret)
-        }
-        Err(e) if e.kind() == ErrorKind::NotFound => {
-            fs::create_dir_all(dir).map_err(|e| EnclaveError::Io {
-                op: "create directory",
-                path: dir.to_owned(),
-                source: e,
-            })?;
-            let mut secret = Zeroizing::new([0u8; SECRET_LEN]);
-            SystemRandom::new()
-                .fill(&mut secret[..])
-                .map_err(|_| EnclaveError::Invalid {
-                    what: "random number generator",
-                    detail: "could not generate the simulation key".into(),
-                })?;
-            let mut file = create_private(path).map_err(|e| io("create", e))?;
-            file.write_all(&secret[..]).map_err(|e| io("write", e))?;
-            file.sync_all().map_err(|e| io("sync", e))?;
-            Ok(secret)
-        }
-        Err(e) => Err(io("open", e)),
+    let mut file = match fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io("open", e)),
+    };
+    let mut buf = Zeroizing::new(Vec::with_capacity(SECRET_LEN));
+    // One byte more than a key file holds is enough to tell that it is too long.
+    (&mut file)
+        .take(SECRET_LEN as u64 + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| io("read", e))?;
+    if buf.len() != SECRET_LEN {
+        return Err(EnclaveError::Invalid {
+            what: "simulation key file",
+            detail: format!(
+                "{} holds {}{} bytes, expected {SECRET_LEN}",
+                path.display(),
+                if buf.len() > SECRET_LEN {
+                    "more than "
+                } else {
+                    ""
+                },
+                buf.len().min(SECRET_LEN),
+            ),
+        });
     }
+    let mut secret = Zeroizing::new([0u8; SECRET_LEN]);
+    secret.copy_from_slice(&buf);
+    Ok(Some(secret))
+}
+
+/// Writes `bytes` to a new private file at `path` (replacing a leftover one) and fsyncs it.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    match fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let mut file = create_private(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
 }
 
 /// Creates a new file readable and writable by its owner only.
@@ -470,5 +525,56 @@ mod tests {
         fs::write(dir.path().join(SEAL_KEY_FILE), b"short").unwrap();
         let err = Simulation::new(SimulationSettings::new(dir.path())).unwrap_err();
         assert!(err.to_string().contains("5 bytes"), "{err}");
+    }
+
+    #[test]
+    fn concurrent_first_starts_share_one_whole_key_file() {
+        for _ in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let barrier = std::sync::Barrier::new(4);
+            let keys: Vec<SealKey> = std::thread::scope(|scope| {
+                let starts: Vec<_> = (0..4)
+                    .map(|_| {
+                        scope.spawn(|| {
+                            barrier.wait();
+                            Simulation::new(SimulationSettings::new(dir.path()))
+                                .unwrap()
+                                .seal_key(SealPolicy::ProductKey)
+                                .unwrap()
+                        })
+                    })
+                    .collect();
+                starts.into_iter().map(|s| s.join().unwrap()).collect()
+            });
+            assert!(keys.windows(2).all(|w| w[0] == w[1]));
+            let names: Vec<_> = fs::read_dir(dir.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            assert_eq!(names, [SEAL_KEY_FILE], "only the key file remains");
+        }
+    }
+
+    #[test]
+    fn key_file_creation_survives_a_leftover_temporary_file() {
+        // What a start that crashed before linking its key file leaves behind.
+        let dir = tempfile::tempdir().unwrap();
+        let leftover = dir.path().join(format!("{SEAL_KEY_FILE}.tmp-1-0"));
+        fs::write(&leftover, b"half").unwrap();
+        let sim = Simulation::new(SimulationSettings::new(dir.path())).unwrap();
+        assert_eq!(fs::read(dir.path().join(SEAL_KEY_FILE)).unwrap().len(), 32);
+        let again = Simulation::new(SimulationSettings::new(dir.path())).unwrap();
+        assert_eq!(
+            again.seal_key(SealPolicy::UniqueKey).unwrap(),
+            sim.seal_key(SealPolicy::UniqueKey).unwrap()
+        );
+    }
+
+    #[test]
+    fn refuses_an_oversized_key_file_without_reading_it_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(SEAL_KEY_FILE), vec![0u8; 1 << 20]).unwrap();
+        let err = Simulation::new(SimulationSettings::new(dir.path())).unwrap_err();
+        assert!(err.to_string().contains("more than 32 bytes"), "{err}");
     }
 }
