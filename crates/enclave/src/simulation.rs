@@ -7,9 +7,10 @@
 //! signature.
 //!
 //! Seal keys are derived with HKDF-SHA256 from a 32-byte secret kept in a key file in the seal
-//! directory (created with mode 0600 when missing, whole or not at all) and from the identity the policy binds:
-//! MRSIGNER, ISVPRODID, ISVSVN and the debug flag for [`SealPolicy::ProductKey`], MRENCLAVE and
-//! the debug flag for [`SealPolicy::UniqueKey`]. Anyone who can read that file can unseal.
+//! directory (created with mode 0600 when missing, whole or not at all) and from the identity
+//! the policy binds: MRSIGNER, ISVPRODID, ISVSVN and the debug flag for
+//! [`SealPolicy::ProductKey`], MRENCLAVE and the debug flag for [`SealPolicy::UniqueKey`].
+//! Anyone who can read that file can unseal.
 //!
 //! Constructing the backend logs a `warn` every time: simulation must never go unnoticed.
 
