@@ -323,19 +323,25 @@ impl PccsClient {
             .iter()
             .find_map(|h| response.headers().get(*h))
             .map(|v| v.as_bytes().to_vec());
-        let body = response.bytes().await.map_err(request_error)?;
+        // Read chunk by chunk so that a body over the limit is refused without being held
+        // whole, whatever its Content-Length says.
+        let mut response = response;
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(request_error)? {
+            if body.len() + chunk.len() > MAX_BODY {
+                return Err(PccsError::Body {
+                    url: url.to_owned(),
+                    detail: format!("response of more than {MAX_BODY} bytes"),
+                });
+            }
+            body.extend_from_slice(&chunk);
+        }
         if !status.is_success() {
             let text = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
             return Err(PccsError::Status {
                 url: url.to_owned(),
                 status: status.as_u16(),
                 body: text,
-            });
-        }
-        if body.len() > MAX_BODY {
-            return Err(PccsError::Body {
-                url: url.to_owned(),
-                detail: format!("response of {} bytes exceeds {MAX_BODY}", body.len()),
             });
         }
         let chain = match (chain_headers.first(), chain_raw) {

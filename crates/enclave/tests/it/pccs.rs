@@ -210,3 +210,37 @@ async fn from_env_reads_url_and_ca_file() {
     client.collateral_for_quote(&quote()).await.unwrap();
     assert!(PccsClient::from_env(&|_| None).unwrap().is_none());
 }
+
+#[tokio::test]
+async fn an_endless_body_is_refused_at_the_limit_without_waiting_for_its_end() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    // A PCCS that announces a 10 GB body, sends a little more than the client's 1 MiB limit
+    // and then keeps the connection open without sending the rest.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut request = [0u8; 4096];
+        let _ = socket.read(&mut request).await.unwrap();
+        socket
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10000000000\r\n\r\n")
+            .await
+            .unwrap();
+        socket
+            .write_all(&vec![b'x'; 1024 * 1024 + 4096])
+            .await
+            .unwrap();
+        let _ = done_rx.await;
+    });
+
+    let client = PccsClient::new(&url, None)
+        .unwrap()
+        .with_clock(Arc::new(FixedClock(INSIDE)));
+    let err = client.collateral_for_quote(&quote()).await.unwrap_err();
+    assert!(matches!(err, PccsError::Body { .. }), "{err}");
+    assert!(err.to_string().contains("more than 1048576 bytes"), "{err}");
+    drop(done_tx);
+    server.await.unwrap();
+}
