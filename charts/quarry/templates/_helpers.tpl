@@ -15,7 +15,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
 {{- define "quarry.serviceAccountName" -}}
-{{- if .Values.serviceAccount.create -}}
+{{- if include "quarry.flag" (list "serviceAccount.create" .Values.serviceAccount.create) -}}
 {{- default "quarry-coordinator" .Values.serviceAccount.name -}}
 {{- else -}}
 {{- default "default" .Values.serviceAccount.name -}}
@@ -32,6 +32,25 @@ quarry-azure-credentials
 {{- end -}}
 {{- end }}
 
+{{/*
+A boolean value, given as `list "name" value`: "true" when the value is true or the string
+"true", empty when it is false, "false", empty or unset; anything else fails the render (a
+quoted "false" must not count as set, as a plain `if` on a non-empty string would).
+*/}}
+{{- define "quarry.flag" -}}
+{{- $v := toString (index . 1) -}}
+{{- if eq $v "true" -}}
+true
+{{- else if not (has $v (list "false" "" "<nil>")) -}}
+{{- fail (printf "%s: expected true or false, got %q" (index . 0) $v) -}}
+{{- end -}}
+{{- end }}
+
+{{/* Whether workload identity is enabled. */}}
+{{- define "quarry.workloadIdentity" -}}
+{{- include "quarry.flag" (list "coordinator.azureCredentials.workloadIdentity.enabled" .Values.coordinator.azureCredentials.workloadIdentity.enabled) -}}
+{{- end }}
+
 {{/* Whether HSM sealing settings are present. */}}
 {{- define "quarry.hsmConfigured" -}}
 {{- $h := .Values.coordinator.hsm -}}
@@ -40,9 +59,10 @@ quarry-azure-credentials
 
 {{/* Refuse settings that Quarry does not support, instead of silently ignoring them. */}}
 {{- define "quarry.validate" -}}
-{{- if .Values.coordinator.distributed -}}
+{{- if include "quarry.flag" (list "coordinator.distributed" .Values.coordinator.distributed) -}}
 {{- fail "coordinator.distributed: distributed mode is not supported by Quarry; run one Coordinator" -}}
 {{- end -}}
+{{- $_ := include "quarry.flag" (list "coordinator.simulation" .Values.coordinator.simulation) -}}
 {{- if ne (int .Values.coordinator.replicas) 1 -}}
 {{- fail (printf "coordinator.replicas: Quarry runs exactly one Coordinator, got %v" .Values.coordinator.replicas) -}}
 {{- end -}}
@@ -53,8 +73,18 @@ quarry-azure-credentials
 {{- if and $c.secretName (or $c.clientID $c.tenantID $c.clientSecret) -}}
 {{- fail "coordinator.azureCredentials: set either secretName or clientID/tenantID/clientSecret, not both" -}}
 {{- end -}}
-{{- if and $c.workloadIdentity.enabled $c.clientSecret -}}
+{{- $wi := include "quarry.workloadIdentity" . -}}
+{{- if and $wi $c.clientSecret -}}
 {{- fail "coordinator.azureCredentials: workloadIdentity.enabled uses a federated token; remove clientSecret" -}}
+{{- end -}}
+{{- if and (not $c.secretName) (or $c.clientID $c.tenantID $c.clientSecret $wi) -}}
+{{- $missing := list -}}
+{{- if not $c.clientID }}{{ $missing = append $missing "clientID" }}{{ end -}}
+{{- if not $c.tenantID }}{{ $missing = append $missing "tenantID" }}{{ end -}}
+{{- if and (not $wi) (not $c.clientSecret) }}{{ $missing = append $missing "clientSecret" }}{{ end -}}
+{{- if $missing -}}
+{{- fail (printf "coordinator.azureCredentials: %s missing; set clientID, tenantID and clientSecret (or workloadIdentity.enabled instead of clientSecret), or secretName" (join ", " $missing)) -}}
+{{- end -}}
 {{- end -}}
 {{- if include "quarry.hsmConfigured" . -}}
 {{- $h := .Values.coordinator.hsm -}}

@@ -307,3 +307,52 @@ fn unsupported_values_fail_the_render_with_a_message() {
         assert!(err.contains(expected), "{values:?}: {err}");
     }
 }
+
+#[test]
+fn quoted_false_flags_are_false_and_other_strings_fail() {
+    let objects = render(
+        "coordinator:\n  distributed: \"false\"\n  azureCredentials:\n    clientID: c\n    tenantID: t\n    clientSecret: s\n    workloadIdentity:\n      enabled: \"false\"\nserviceAccount:\n  create: \"false\"\n",
+    )
+    .unwrap();
+    let container = coordinator(&objects);
+    assert!(env(container, "EDG_AZURE_CLIENT_SECRET").is_some());
+    assert!(env(container, "EDG_AZURE_FEDERATED_TOKEN_FILE").is_none());
+    assert!(find(&objects, "ServiceAccount", "quarry-coordinator").is_none());
+    let sts = find(&objects, "StatefulSet", "quarry-coordinator").unwrap();
+    assert!(
+        sts["spec"]["template"]["metadata"]["labels"]
+            .get("azure.workload.identity/use")
+            .is_none()
+    );
+    for name in ["distributed", "simulation"] {
+        let err = render(&format!("coordinator:\n  {name}: \"yes\"\n")).unwrap_err();
+        assert!(
+            err.contains(&format!("coordinator.{name}: expected true or false")),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn incomplete_inline_credentials_fail_the_render() {
+    let cases = [
+        (
+            "coordinator:\n  azureCredentials:\n    clientID: c\n",
+            "tenantID, clientSecret missing",
+        ),
+        (
+            "coordinator:\n  azureCredentials:\n    clientID: c\n    tenantID: t\n",
+            "clientSecret missing",
+        ),
+        (
+            "coordinator:\n  azureCredentials:\n    workloadIdentity:\n      enabled: true\n",
+            "clientID, tenantID missing",
+        ),
+    ];
+    for (values, expected) in cases {
+        let err = render(values).expect_err(values);
+        assert!(err.contains(expected), "{values:?}: {err}");
+    }
+    render("coordinator:\n  azureCredentials:\n    secretName: s\n    workloadIdentity:\n      enabled: true\n")
+        .unwrap();
+}
