@@ -120,9 +120,22 @@ pub(crate) fn parse_yaml(text: &str) -> Result<Node, SyntaxError> {
     let RootNode(node) =
         serde_saphyr::from_str_with_options(text, options).map_err(|e| SyntaxError::Invalid {
             format: Format::Yaml,
-            message: e.to_string(),
+            message: yaml_message(&e),
         })?;
     Ok(node)
+}
+
+/// The parser's message, except where it speaks to the parser's caller rather than the user.
+fn yaml_message(error: &serde_saphyr::Error) -> String {
+    match error {
+        serde_saphyr::Error::MultipleDocuments { location, .. } => format!(
+            "a manifest is one yaml document, found a second one (after `---`) at line {}, \
+             column {}",
+            location.line(),
+            location.column()
+        ),
+        other => other.to_string(),
+    }
 }
 
 fn check_size(raw: &[u8]) -> Result<(), SyntaxError> {

@@ -254,6 +254,19 @@ fn yaml_with_invalid_utf8_names_utf8_and_its_position() {
 }
 
 #[test]
+fn yaml_with_two_documents_is_refused_in_the_users_terms() {
+    let err = ManifestDocument::from_file_bytes(b"Packages: {}\n---\nPackages: {}\n").unwrap_err();
+    assert!(matches!(err, DecodeError::Syntax(_)));
+    let message = err.to_string();
+    assert!(
+        message.contains("a manifest is one yaml document"),
+        "{message}"
+    );
+    assert!(message.contains("line 3"), "{message}");
+    assert!(!message.contains("from_str"), "{message}");
+}
+
+#[test]
 fn null_document_is_an_empty_manifest() {
     let doc = ManifestDocument::from_json(b"null".to_vec()).unwrap();
     let report = quarry_manifest::check(doc.manifest(), &EmptyEnvironment);
