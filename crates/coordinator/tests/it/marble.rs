@@ -511,3 +511,45 @@ fn premain_verifies_a_pinned_coordinator_root() {
     let err = request(&wrong).unwrap_err();
     assert_eq!(err.code(), Code::Unavailable, "{err:?}");
 }
+
+#[test]
+fn premain_waits_for_the_manifest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut c = Coordinator::start(dir).unwrap();
+    let program = recorder(dir);
+    let addr = c.service().addr("marble_api").to_string();
+    let cwd = dir.join("early");
+    std::fs::create_dir_all(&cwd).unwrap();
+    let mut cmd = Command::new(quarry_testkit::process::binary("quarry-premain").unwrap());
+    cmd.arg(&program)
+        .current_dir(&cwd)
+        .env("EDG_MARBLE_TYPE", "app")
+        .env("EDG_MARBLE_COORDINATOR_ADDR", &addr)
+        .env("QUARRY_PREMAIN_RETRY_TIMEOUT", "600")
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in SIM_ENV {
+        cmd.env(k, v);
+    }
+    let premain = cmd.spawn().unwrap();
+
+    // Wait until the Coordinator has refused it for being in state 2 (the premain retries).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !c.log().contains("FailedPrecondition") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the premain never asked: {}",
+            c.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    set_manifest(&c, &Trust::Insecure, dir, &test_manifest());
+    let out = premain.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("coordinator not ready, retrying"),
+        "{stderr}"
+    );
+    assert_eq!(read(&cwd, "out/shared.key").len(), 32);
+}
