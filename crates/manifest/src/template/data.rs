@@ -321,6 +321,13 @@ impl TemplateData {
         self.previous.insert(name.to_owned(), Arc::new(secret));
     }
 
+    /// Sets `.Secrets.<name>` and `.Previous.Secrets.<name>` to the same value, held once.
+    pub(crate) fn set_secret_and_previous(&mut self, name: &str, secret: Secret) {
+        let secret = Arc::new(secret);
+        self.previous.insert(name.to_owned(), Arc::clone(&secret));
+        self.secrets.insert(name.to_owned(), secret);
+    }
+
     /// `.Secrets.<name>`, if set.
     pub fn secret(&self, name: &str) -> Option<&Secret> {
         self.secrets.get(name).map(Arc::as_ref)

@@ -50,7 +50,9 @@ pub use engine::{MAX_ENCODER_CALLS, MAX_RANGE_ITERATIONS, MAX_RENDERED_BYTES};
 pub use error::{RenderError, TemplateErrors, TemplateProblem};
 pub use manifest::dry_run_manifest;
 pub use params::{DecodeError, Encoding, ParameterValue, Parameters};
-pub use shape::{SecretShape, ShapeError, placeholder_data, placeholder_marblerun};
+pub use shape::{
+    MAX_PLACEHOLDER_TOTAL_BYTES, SecretShape, ShapeError, placeholder_data, placeholder_marblerun,
+};
 
 /// Renders parameter values over one set of [`TemplateData`].
 ///

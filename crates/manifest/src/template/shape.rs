@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 
 use quarry_common::DocPath;
 
-use super::data::{MarbleRunSecrets, Secret, SecretBytes, SecretType, TemplateData};
+use super::data::{MarbleRunSecrets, Part, Secret, SecretBytes, SecretType, TemplateData};
 use super::error::{RenderError, TemplateErrors, TemplateProblem};
 
 /// The filler byte of placeholder values.
@@ -60,7 +60,24 @@ pub enum ShapeError {
     /// A `plain` secret is never generated, so it must be user-defined.
     #[error("a plain secret must be user-defined")]
     PlainNotUserDefined,
+    /// The secrets together, up to and including this one, are larger than the sealed state
+    /// the Coordinator can keep.
+    #[error(
+        "the secrets up to this one hold {total} bytes, more than the {limit} bytes the sealed \
+         state can keep"
+    )]
+    TooLarge {
+        /// Bytes of the secrets up to and including this one.
+        total: usize,
+        /// [`MAX_PLACEHOLDER_TOTAL_BYTES`].
+        limit: usize,
+    },
 }
+
+/// The most bytes of secret material (each secret's certificate and private part) one dry run
+/// makes placeholders for: the largest sealed state the Coordinator's store keeps, so no
+/// manifest over it could be stored anyway. It bounds the dry run's memory.
+pub const MAX_PLACEHOLDER_TOTAL_BYTES: usize = 256 * 1024 * 1024;
 
 impl SecretShape {
     /// A placeholder value of this shape.
@@ -150,19 +167,34 @@ impl TemplateData {
     {
         let mut data = Self::new(placeholder_marblerun());
         let mut problems = Vec::new();
+        let mut total = 0usize;
         for (name, shape) in shapes {
-            match shape.placeholder() {
-                Ok(secret) => {
-                    data.set_previous(name, secret.clone());
-                    data.set_secret(name, secret);
+            let placeholder = shape.placeholder().and_then(|secret| {
+                total = total
+                    .saturating_add(secret.part(Part::Cert).len())
+                    .saturating_add(secret.part(Part::Private).len());
+                if total > MAX_PLACEHOLDER_TOTAL_BYTES {
+                    return Err(ShapeError::TooLarge {
+                        total,
+                        limit: MAX_PLACEHOLDER_TOTAL_BYTES,
+                    });
                 }
+                Ok(secret)
+            });
+            match placeholder {
+                Ok(secret) => data.set_secret_and_previous(name, secret),
                 Err(error) => {
+                    let too_large = matches!(error, ShapeError::TooLarge { .. });
                     let field = match error {
                         ShapeError::PlainNotUserDefined => "UserDefined",
-                        ShapeError::InvalidSize { .. } => "Size",
+                        ShapeError::InvalidSize { .. } | ShapeError::TooLarge { .. } => "Size",
                     };
                     let path = DocPath::root().field("Secrets").key(name).field(field);
                     problems.push(TemplateProblem::new(path, RenderError::Shape(error)));
+                    if too_large {
+                        // No more placeholders: they would only grow past the limit.
+                        break;
+                    }
                 }
             }
         }
@@ -284,8 +316,9 @@ fn der_len(content: usize) -> usize {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
-    use crate::template::data::Part;
 
     fn shape(secret_type: SecretType, size: u64, user_defined: bool) -> SecretShape {
         SecretShape {
@@ -367,5 +400,38 @@ mod tests {
             errors.problems()[0].path.to_string(),
             r#"Secrets["p"].UserDefined"#
         );
+    }
+
+    #[test]
+    fn placeholders_stop_at_the_sealed_state_limit() {
+        // 1 MiB keys: 256 fit exactly, the 257th crosses the limit and is named.
+        let key = shape(SecretType::SymmetricKey, 8 * 1024 * 1024, false);
+        let names: Vec<String> = (0..2000).map(|i| format!("k{i:04}")).collect();
+        let fitting = names[..256].iter().map(|n| (n.as_str(), &key));
+        assert!(TemplateData::placeholders(fitting).is_ok());
+
+        let errors = TemplateData::placeholders(names.iter().map(|n| (n.as_str(), &key)))
+            .expect_err("over the limit");
+        let [problem] = errors.problems() else {
+            panic!("one problem expected: {errors}");
+        };
+        assert_eq!(
+            problem.to_string().split(':').next(),
+            Some(r#"Secrets["k0256"].Size"#)
+        );
+        assert!(
+            problem.to_string().contains(&format!(
+                "{} bytes, more than the {MAX_PLACEHOLDER_TOTAL_BYTES} bytes",
+                MAX_PLACEHOLDER_TOTAL_BYTES + 1024 * 1024
+            )),
+            "{problem}"
+        );
+    }
+
+    #[test]
+    fn previous_and_current_placeholders_share_one_value() {
+        let key = shape(SecretType::SymmetricKey, 128, false);
+        let data = TemplateData::placeholders([("k", &key)]).unwrap();
+        assert!(Arc::ptr_eq(&data.secrets["k"], &data.previous["k"]));
     }
 }
