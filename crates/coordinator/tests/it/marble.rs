@@ -88,7 +88,10 @@ fn test_manifest() -> Vec<u8> {
         "TLS": {
             "web": {
                 "Outgoing": [{"Port": "8080", "Addr": "service.name"}],
-                "Incoming": [{"Port": "8443"}]
+                "Incoming": [
+                    {"Port": "8443"},
+                    {"Port": "9443", "Cert": "ecdsa_cert", "DisableClientAuth": true}
+                ]
             }
         }
     });
@@ -452,6 +455,18 @@ fn bad_activations_get_the_documented_status_and_a_log_line() {
     assert!(chain.starts_with(incoming["clicrt"].as_str().unwrap()));
     let key = String::from_utf8(params.env["MARBLE_PREDEFINED_PRIVATE_KEY"].clone()).unwrap();
     assert_eq!(incoming["clikey"], key.as_str());
+    // An incoming entry with a secret's certificate serves that certificate and key.
+    let custom = &ttls["tls"]["Incoming"]["*:9443"];
+    assert_eq!(custom["clientAuth"], false);
+    let custom_cert = custom["clicrt"].as_str().unwrap();
+    assert!(custom_cert.starts_with("-----BEGIN CERTIFICATE-----"));
+    assert_ne!(custom_cert, incoming["clicrt"].as_str().unwrap());
+    assert!(
+        custom["clikey"]
+            .as_str()
+            .unwrap()
+            .starts_with("-----BEGIN PRIVATE KEY-----")
+    );
     // Keys in Go's order.
     let raw = String::from_utf8(params.env["MARBLE_TTLS_CONFIG"].clone()).unwrap();
     assert!(
