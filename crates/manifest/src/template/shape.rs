@@ -119,7 +119,7 @@ impl SecretShape {
         Err(ShapeError::InvalidSize {
             secret_type: self.secret_type,
             size: self.size,
-            expected: "a positive multiple of 8 bits, at most 8 MiB",
+            expected: "a positive multiple of 8 bits, at most 8388608 bits (1 MiB)",
         })
     }
 
@@ -377,6 +377,25 @@ mod tests {
                 "{ty} {size}"
             );
         }
+    }
+
+    #[test]
+    fn symmetric_key_size_limit_is_stated_in_bits() {
+        let largest = 8 * MAX_PLACEHOLDER_KEY_BYTES;
+        assert!(
+            shape(SecretType::SymmetricKey, largest, false)
+                .placeholder()
+                .is_ok()
+        );
+        let error = shape(SecretType::SymmetricKey, largest + 8, false)
+            .placeholder()
+            .unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains(&format!("at most {largest} bits")),
+            "{error}"
+        );
     }
 
     #[test]
