@@ -18,10 +18,15 @@ const MAX_ERROR_BODY: usize = 64 << 10;
 const MAX_MESSAGE: usize = 2048;
 
 /// Builds the client used for Entra ID, MAA and Managed HSM.
+///
+/// Redirects are not followed: none of the three services redirects these requests, and
+/// following a 307/308 would re-send the body (the client secret, the attestation token) to
+/// whichever host the answer names. A 3xx is an error status instead.
 pub fn build_client(trust: &TrustStore, timeout: Duration) -> Result<reqwest::Client, TrustError> {
     let tls = trust.tls_config()?;
     reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
+        .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(timeout.min(Duration::from_secs(10)))
         .timeout(timeout)
         .user_agent(concat!("quarry-azure/", env!("CARGO_PKG_VERSION")))

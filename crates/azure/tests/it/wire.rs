@@ -439,3 +439,43 @@ async fn the_ca_file_adds_trusted_roots_for_tls_and_the_release_signature() {
     let client = SkrClient::with_options(config, TestEnclave::new(), options).unwrap();
     assert_eq!(client.release(None).await.unwrap().key(), &[0x42; 32]);
 }
+
+/// A redirect from the authority must not carry the client secret (or a release body) to the
+/// redirect's target: redirects are not followed, and the 3xx is an error that needs an operator.
+#[tokio::test]
+async fn redirects_are_not_followed_so_the_secret_stays_with_the_authority() {
+    use axum::response::IntoResponse as _;
+
+    let mock = Mock::start().await;
+    let target = format!("{}{TENANT}/oauth2/v2.0/token", mock.url);
+    let redirector = axum::Router::new().route(
+        "/{*rest}",
+        axum::routing::post(move || {
+            let target = target.clone();
+            async move {
+                (
+                    axum::http::StatusCode::TEMPORARY_REDIRECT,
+                    [("location", target)],
+                )
+                    .into_response()
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    crate::support::serve_tls(listener, redirector, &mock.ca);
+
+    let mut config = mock.config();
+    config.authority_host = Url::parse(&format!("https://localhost:{port}/")).unwrap();
+    let client = SkrClient::with_options(config, TestEnclave::new(), mock.options()).unwrap();
+    let err = client.release(None).await.unwrap_err();
+    assert!(
+        matches!(err.kind(), ErrorKind::Status { status: 307, .. }),
+        "{err}"
+    );
+    assert_eq!(err.class(), ErrorClass::NeedsOperator, "{err}");
+    assert!(
+        mock.state.token_forms.lock().unwrap().is_empty(),
+        "the secret was posted to the redirect target"
+    );
+}
