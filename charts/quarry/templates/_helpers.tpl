@@ -66,6 +66,13 @@ true
 {{- if ne (int .Values.coordinator.replicas) 1 -}}
 {{- fail (printf "coordinator.replicas: Quarry runs exactly one Coordinator, got %v" .Values.coordinator.replicas) -}}
 {{- end -}}
+{{- range $name := list "clientServerPort" "meshServerPort" "prometheusPort" -}}
+{{- $p := toString (index $.Values.coordinator $name) -}}
+{{- if and (eq $name "prometheusPort") (has $p (list "" "<nil>")) -}}
+{{- else if not (and (regexMatch "^[0-9]{1,5}$" $p) (ge (atoi $p) 1) (le (atoi $p) 65535)) -}}
+{{- fail (printf "coordinator.%s: expected a port number from 1 to 65535, got %q" $name $p) -}}
+{{- end -}}
+{{- end -}}
 {{- if not (has .Values.tee.plugin (list "intel" "azure")) -}}
 {{- fail (printf "tee.plugin: expected intel or azure, got %q" .Values.tee.plugin) -}}
 {{- end -}}

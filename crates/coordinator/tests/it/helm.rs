@@ -356,3 +356,38 @@ fn incomplete_inline_credentials_fail_the_render() {
     render("coordinator:\n  azureCredentials:\n    secretName: s\n    workloadIdentity:\n      enabled: true\n")
         .unwrap();
 }
+
+#[test]
+fn ports_must_be_port_numbers_and_an_empty_hostname_adds_no_empty_name() {
+    for (values, expected) in [
+        (
+            "coordinator:\n  clientServerPort: \"\"\n",
+            "coordinator.clientServerPort: expected a port number",
+        ),
+        (
+            "coordinator:\n  meshServerPort: 70000\n",
+            "coordinator.meshServerPort: expected a port number",
+        ),
+        (
+            "coordinator:\n  prometheusPort: abc\n",
+            "coordinator.prometheusPort: expected a port number",
+        ),
+    ] {
+        let err = render(values).expect_err(values);
+        assert!(err.contains(expected), "{values:?}: {err}");
+    }
+    let objects = render(
+        "coordinator:\n  hostname: \"\"\n  clientServerPort: \"4433\"\n  prometheusPort: 9090\n",
+    )
+    .unwrap();
+    let container = coordinator(&objects);
+    let names = env(container, "EDG_COORDINATOR_DNS_NAMES").unwrap()["value"]
+        .as_str()
+        .unwrap();
+    assert!(names.split(',').all(|n| !n.is_empty()), "{names}");
+    assert_eq!(
+        env(container, "EDG_COORDINATOR_CLIENT_ADDR").unwrap()["value"],
+        ":4433"
+    );
+    assert_eq!(container["ports"][0]["containerPort"], 4433);
+}
