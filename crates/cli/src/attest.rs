@@ -12,7 +12,8 @@
 //!    the nonce (`--nonce`);
 //! 4. checks the enclave identity against `--era-config` (MarbleRun's `era-config.json`; with no
 //!    flag, `./era-config.json` when it exists) and the identity flags, which override it. With
-//!    neither, the identity pinned at first use is the expectation;
+//!    neither, the identity pinned at first use is the expectation; `recover`, which pins
+//!    nothing, is refused when there is no expectation at all;
 //! 5. pins the root certificate (`--coordinator-cert`, PEM intermediate then root, as MarbleRun's
 //!    `coordinator-cert.pem`) and the identity (the same path with `.identity.json` appended, in
 //!    the era-config format). A different root or identity than the pinned one is exit 5 with
@@ -290,15 +291,17 @@ pub async fn attest(
             verify_quote(opts, q, &parsed, &expected, address, out).await?;
             check_binding(&parsed, &root_der, &nonce, address)?;
             let found = FoundIdentity::of(&parsed);
-            match (&expected, &pinned_identity) {
-                (Some(e), _) => check_identity(e, &found, "the expected identity", address)?,
-                (None, Some(p)) if !opts.trust_new_coordinator => check_identity(
-                    p,
-                    &found,
-                    &format!("the identity pinned in {}", opts.identity_path().display()),
-                    address,
-                )?,
-                _ => {}
+            let pin_source = format!("the identity pinned in {}", opts.identity_path().display());
+            let expectation = identity_expectation(
+                mode,
+                expected.as_ref(),
+                pinned_identity.as_ref(),
+                opts.trust_new_coordinator,
+                &pin_source,
+                address,
+            )?;
+            if let Some((e, source)) = expectation {
+                check_identity(e, &found, source, address)?;
             }
             if expected.is_none() && mode == PinMode::Pin {
                 if pinned_identity.is_none() {
@@ -512,6 +515,31 @@ impl FoundIdentity {
         });
         // A Value always serialises.
         serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"
+    }
+}
+
+/// The identity a quote is checked against, and how to name it: the expectation from flags or
+/// `--era-config`, else the pinned identity (unless `--trust-new-coordinator`). Without either,
+/// [`PinMode::Pin`] pins what it finds (first use), but [`PinMode::IdentityOnly`] — `recover`,
+/// which hands over a recovery secret and pins nothing — is refused: any SGX enclave could
+/// otherwise bind its own certificate and receive the secret.
+fn identity_expectation<'a>(
+    mode: PinMode,
+    expected: Option<&'a ExpectedIdentity>,
+    pinned: Option<&'a ExpectedIdentity>,
+    trust_new_coordinator: bool,
+    pin_source: &'a str,
+    address: &Address,
+) -> Result<Option<(&'a ExpectedIdentity, &'a str)>> {
+    match (expected, pinned) {
+        (Some(e), _) => Ok(Some((e, "the expected identity"))),
+        (None, Some(p)) if !trust_new_coordinator => Ok(Some((p, pin_source))),
+        _ if mode == PinMode::IdentityOnly => Err(Failure::invalid(format!(
+            "{address}: no expected coordinator identity to check before sending a recovery \
+             secret: pass --era-config or --unique-id / --signer-id, --product-id and \
+             --security-version (a pinned identity counts unless --trust-new-coordinator)"
+        ))),
+        _ => Ok(None),
     }
 }
 
@@ -735,6 +763,7 @@ fn ensure_parent(path: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use quarry_common::ExitCode;
 
     fn found() -> FoundIdentity {
         FoundIdentity {
@@ -748,6 +777,39 @@ mod tests {
 
     fn addr() -> Address {
         "127.0.0.1:4433".parse().unwrap()
+    }
+
+    #[test]
+    fn recovery_without_an_identity_expectation_is_refused() {
+        let id = ExpectedIdentity {
+            unique_id: Some([1; 32]),
+            ..Default::default()
+        };
+        let a = addr();
+        let err =
+            identity_expectation(PinMode::IdentityOnly, None, None, false, "pin", &a).unwrap_err();
+        assert_eq!(err.code, ExitCode::Invalid);
+        assert!(err.message.contains("--era-config"), "{}", err.message);
+        // --trust-new-coordinator discards the pinned identity, so nothing is left to check.
+        let err = identity_expectation(PinMode::IdentityOnly, None, Some(&id), true, "pin", &a)
+            .unwrap_err();
+        assert_eq!(err.code, ExitCode::Invalid);
+        let (_, source) =
+            identity_expectation(PinMode::IdentityOnly, None, Some(&id), false, "pin", &a)
+                .unwrap()
+                .unwrap();
+        assert_eq!(source, "pin");
+        let (_, source) =
+            identity_expectation(PinMode::IdentityOnly, Some(&id), None, true, "pin", &a)
+                .unwrap()
+                .unwrap();
+        assert_eq!(source, "the expected identity");
+        // Other commands pin the identity found at first use.
+        assert!(
+            identity_expectation(PinMode::Pin, None, None, false, "pin", &a)
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]
