@@ -353,8 +353,18 @@ fn incomplete_inline_credentials_fail_the_render() {
         let err = render(values).expect_err(values);
         assert!(err.contains(expected), "{values:?}: {err}");
     }
-    render("coordinator:\n  azureCredentials:\n    secretName: s\n    workloadIdentity:\n      enabled: true\n")
-        .unwrap();
+    // With secretName the chart does not know the ids: no empty workload identity annotations.
+    let objects = render(
+        "coordinator:\n  azureCredentials:\n    secretName: s\n    workloadIdentity:\n      enabled: true\n",
+    )
+    .unwrap();
+    let sa = find(&objects, "ServiceAccount", "quarry-coordinator").unwrap();
+    assert!(
+        sa["metadata"]
+            .get("annotations")
+            .is_none_or(|a| a.get("azure.workload.identity/client-id").is_none()),
+        "{sa:?}"
+    );
 }
 
 #[test]
