@@ -2,10 +2,11 @@
 //!
 //! `check` reads a manifest (JSON, or YAML as MarbleRun's CLI accepts it), decodes it as the
 //! Coordinator does, applies every check, and prints each problem and each ignored key with its
-//! path. The template dry run the Coordinator performs when a manifest is set runs too, so a
-//! broken `Files` or `Env` template is reported here rather than refused later. The `AzureHSMSealing` rule needs the Coordinator's environment: `--env-file` supplies
-//! it; without one the environment is empty, so the rule names every variable the Coordinator
-//! would need.
+//! path. The template dry run the Coordinator performs when a manifest is set runs too (once
+//! the checks pass, as there), so a broken `Files` or `Env` template is reported here rather
+//! than refused later. The `AzureHSMSealing` rule needs the Coordinator's environment:
+//! `--env-file` supplies it; without one the environment is empty, so the rule names every
+//! variable the Coordinator would need.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -78,9 +79,15 @@ fn check(args: &CheckArgs, out: &mut dyn Write, err: &mut dyn Write) -> ExitCode
     let report = quarry_manifest::check(document.manifest(), env.as_ref());
     // The Coordinator refuses a manifest whose templates fail the dry run (at manifest set,
     // with no secret values known yet), so the check reports those failures as problems too.
-    let template_problems = match dry_run_manifest(document.manifest(), &BTreeMap::new()) {
-        Ok(()) => Vec::new(),
-        Err(errors) => errors.into_problems(),
+    // As in the Coordinator, the dry run comes after the checks pass: on a manifest that fails
+    // them it would only repeat their findings (a secret of an unknown type has no value).
+    let template_problems = if report.is_valid() {
+        match dry_run_manifest(document.manifest(), &BTreeMap::new()) {
+            Ok(()) => Vec::new(),
+            Err(errors) => errors.into_problems(),
+        }
+    } else {
+        Vec::new()
     };
 
     for warning in document.warnings().iter().chain(&report.warnings) {
