@@ -193,4 +193,15 @@ mod tests {
         let (code, out) = check_json(&manifest_with_env("{{ hex .Secrets.s.Private }}"));
         assert_eq!(code, ExitCode::Ok, "{out}");
     }
+
+    #[test]
+    fn check_runs_no_dry_run_on_a_manifest_that_fails_the_checks() {
+        let mut manifest: serde_json::Value =
+            serde_json::from_str(&manifest_with_env("{{ hex .Secrets.s.Private }}")).unwrap();
+        manifest["Secrets"]["s"]["Type"] = "Symmetric-Key".into();
+        let (code, out) = check_json(&manifest.to_string());
+        assert_eq!(code, ExitCode::Invalid, "{out}");
+        assert!(out.contains(r#"error: Secrets["s"].Type"#), "{out}");
+        assert!(!out.contains("Parameters.Env"), "{out}");
+    }
 }
