@@ -376,3 +376,53 @@ fn injected_outage_is_transient_and_retried_until_the_release_succeeds() {
         code == 3
     });
 }
+
+#[test]
+fn recovery_is_accepted_while_waiting_for_the_key_release() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut emulator = Emulator::start_provisioned(dir, SEED_POLICY).unwrap();
+    let mut c = coordinator(dir, &emulator, &[]);
+    let (key, public) = rsa_key(dir, "holder");
+    let answer = post_manifest(&c, dir, &gated_manifest(&[("holder", &public)], 0));
+    let secrets = answer.data()["RecoverySecrets"]
+        .as_object()
+        .unwrap()
+        .clone();
+
+    emulator.stop();
+    c.restart().unwrap();
+    wait_for(&c, "waiting for the key release", |code, m| {
+        code == 0 && m.contains("transient")
+    });
+    let files = sealed_files(&c.seal_dir());
+    let answer = curl(
+        &Trust::Insecure,
+        "GET",
+        &c.url("/api/v2/recover/public-key"),
+        None,
+        &[],
+    );
+    assert_eq!(answer.data()["algorithm"], "RSA");
+    let upload = prepare_upload(dir, "holder", &unb64(&secrets["holder"]), &key);
+    let answer = curl(
+        &Trust::Insecure,
+        "POST",
+        &c.url("/api/v2/recover"),
+        Some(&upload),
+        &[],
+    );
+    assert_eq!(answer.data()["remaining"], 0, "{:?}", answer.body);
+    let (code, message) = current(&c);
+    assert_eq!(code, 3);
+    assert!(message.contains("not persisted"), "{message}");
+    assert_eq!(sealed_files(&c.seal_dir()), files);
+
+    emulator.restart().unwrap();
+    wait_for(&c, "the recovered state persisted", |code, m| {
+        code == 3 && !m.contains("not persisted")
+    });
+    hsm_key(&c);
+    c.restart().unwrap();
+    wait_for(&c, "state 3 after restart", |code, _| code == 3);
+}
