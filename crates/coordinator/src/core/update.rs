@@ -366,6 +366,8 @@ impl Core {
         let now = OffsetDateTime::now_utc();
         if pending.missing_acknowledgments == 0 {
             let layers = self.layers_for_update(current.manifest(), update.manifest())?;
+            // Read before the transaction: the store blocks it while one is open.
+            let data_key = self.store().data_key();
             let mut tx = self.store().begin();
             keys::append_update_log(
                 &mut tx,
@@ -380,7 +382,8 @@ impl Core {
                 ),
             );
             tracing::info!(user = %user.name(), %fingerprint, "full manifest update submitted");
-            let (ca, secrets) = self.apply_full_update(&mut tx, current, &update, layers, now)?;
+            let (ca, secrets) =
+                self.apply_full_update(&mut tx, current, &update, layers, data_key, now)?;
             tx.commit().map_err(CoreError::from)?;
             self.set_ca(ca)?;
             tracing::info!(%fingerprint, "full manifest update applied");
@@ -461,6 +464,8 @@ impl Core {
         } else {
             None
         };
+        // Read before the transaction: the store blocks it while one is open.
+        let data_key = self.store().data_key();
         let mut tx = self.store().begin();
         keys::append_update_log(
             &mut tx,
@@ -493,7 +498,8 @@ impl Core {
                 recovery_secrets: None,
             });
         };
-        let (ca, secrets) = self.apply_full_update(&mut tx, &current, &update, layers, now)?;
+        let (ca, secrets) =
+            self.apply_full_update(&mut tx, &current, &update, layers, data_key, now)?;
         tx.commit().map_err(CoreError::from)?;
         self.set_ca(ca)?;
         tracing::info!(%fingerprint, "full manifest update applied");
@@ -601,6 +607,7 @@ impl Core {
         current: &ManifestDocument,
         update: &ManifestDocument,
         layers: Option<Vec<std::sync::Arc<dyn quarry_store::WrapLayer>>>,
+        data_key: Option<quarry_store::DataKey>,
         now: OffsetDateTime,
     ) -> std::result::Result<
         (quarry_pki::CoordinatorCa, Option<BTreeMap<String, Vec<u8>>>),
@@ -677,10 +684,8 @@ impl Core {
             let threshold = u32::try_from(new.config.recovery_threshold).unwrap_or(u32::MAX);
             let mode = RecoveryMode::for_keys(recovery_keys.len(), threshold)
                 .map_err(|e| CoreError::invalid(format!("Config.RecoveryThreshold: {e}")))?;
-            let data_key = self
-                .store()
-                .data_key()
-                .ok_or_else(|| CoreError::Internal("store has no data key".into()))?;
+            let data_key =
+                data_key.ok_or_else(|| CoreError::Internal("store has no data key".into()))?;
             let material = share_recovery_key(
                 &recovery_keys,
                 threshold,
