@@ -34,7 +34,8 @@ use super::secrets::generate_secrets;
 use super::{Core, CoreError, store_seal_mode};
 use crate::users::{self, AuthError, User};
 
-/// `pendingUpdate`: the full update waiting for acknowledgements ([`PendingUpdate`] as JSON).
+/// `pendingUpdate`: the full update waiting for acknowledgements (JSON: the manifest, the
+/// required users, who acknowledged, how many acknowledgements are missing).
 pub const PENDING_UPDATE: &[u8] = b"pendingUpdate";
 
 /// Message when an update is submitted while another is pending (MarbleRun's words).
