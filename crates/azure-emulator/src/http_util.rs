@@ -22,18 +22,39 @@ pub enum BodyError {
     Read(String),
 }
 
-/// Reads a request body of at most `limit` bytes.
+/// How much of an oversized body is read and discarded before the 413 is answered, so that an
+/// HTTP/1.1 client that sends the whole body before reading the answer (as Python's
+/// `http.client` does) gets the 413 instead of a reset connection. Beyond this the connection
+/// is closed as before.
+pub const DRAIN_LIMIT: usize = 16 * 1024 * 1024;
+
+/// Reads a request body of at most `limit` bytes. An oversized body is read on and discarded
+/// up to [`DRAIN_LIMIT`] bytes before [`BodyError::TooLarge`] is returned.
 pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, BodyError> {
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
-        let too_large = std::error::Error::source(&e)
-            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
-            || e.to_string().contains("length limit");
-        if too_large {
-            BodyError::TooLarge { limit }
-        } else {
-            BodyError::Read(e.to_string())
+    use http_body_util::BodyExt as _;
+
+    let mut body = body;
+    let mut collected = Vec::new();
+    let mut total = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| BodyError::Read(e.to_string()))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        total = total.saturating_add(data.len());
+        if total > limit {
+            collected = Vec::new();
+            if total > DRAIN_LIMIT {
+                break;
+            }
+            continue;
         }
-    })
+        collected.extend_from_slice(&data);
+    }
+    if total > limit {
+        return Err(BodyError::TooLarge { limit });
+    }
+    Ok(Bytes::from(collected))
 }
 
 /// `https://<authority>` as the client addressed the emulator (HTTP/2 `:authority` or the

@@ -391,3 +391,55 @@ async fn dcap_verification_fails_outside_the_collateral_validity() {
         "{body}"
     );
 }
+
+/// An HTTP/1.1 client that writes its whole oversized body before reading the answer (as
+/// Python's `http.client` does) gets the 413, not a reset connection.
+#[test]
+fn oversized_body_written_in_full_over_http1_gets_the_413() {
+    use std::io::{Read as _, Write as _};
+    use std::sync::Arc;
+
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject as _;
+
+    let emu = Emu::start(&[]);
+    let ca = std::fs::read(emu.state_dir().join("ca.pem")).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&ca) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = "localhost".try_into().unwrap();
+    let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let port = emu.base.rsplit(':').next().unwrap();
+    let tcp = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+
+    let body = json!({ "quote": "A".repeat(12 * 1024 * 1024) }).to_string();
+    let head = format!(
+        "POST /attest/SgxEnclave?api-version=2022-08-01 HTTP/1.1\r\nhost: localhost:{port}\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    tls.write_all(head.as_bytes()).unwrap();
+    tls.write_all(body.as_bytes())
+        .expect("the whole body is accepted");
+    tls.flush().unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&answer).contains("RequestEntityTooLarge") {
+        match tls.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("reading the answer: {e}"),
+        }
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("RequestEntityTooLarge"), "{answer}");
+}
