@@ -188,8 +188,7 @@ impl Dev<'_> {
 
         self.begin("provisioning the HSM: service principal, role, exportable oct-HSM key with the guide's policy.json");
         let provisioned = emulator.provision(SEED_POLICY).map_err(|e| {
-            StepFailure::new(format!("hsm provision: {e}"))
-                .with_log(read_log(&dir, "quarry-azure-emulator"))
+            StepFailure::new(format!("hsm provision: {e}")).with_log(read_log(&emulator.log_file()))
         })?;
         let env_file = dir.join("emulator").join("coordinator.env");
         let policy_file = dir.join("emulator").join("policy.json");
@@ -276,7 +275,7 @@ Quarry is running locally with HSM sealing (simulated SGX; not for production).
   root cert:   {root}
   manifest:    {manifest}
   marble run:  {marble}
-  logs:        {dir}/quarry-coordinator.log, {dir}/quarry-azure-emulator.log
+  logs:        {dir}/quarry-coordinator.log, {emulator_log}
 
   Client API:  https://{client}
   Marble API:  {mesh}
@@ -296,6 +295,7 @@ Releases the emulator has granted:
             manifest = dir.join("manifest.json").display(),
             marble = dir.join("marble").display(),
             ca = emulator.ca_file().display(),
+            emulator_log = emulator.log_file().display(),
         );
         let _ = self.out.flush();
         if args.once {
@@ -307,9 +307,24 @@ Releases the emulator has granted:
         }
         let _ = writeln!(self.out, "every step passed; press Ctrl-C to stop");
         let _ = self.out.flush();
-        wait_for_interrupt().map_err(StepFailure::new)?;
-        let _ = writeln!(self.out, "stopping");
-        Ok(())
+        match wait_for_interrupt(&mut coordinator, &mut emulator).map_err(StepFailure::new)? {
+            Stopped::Interrupted => {
+                let _ = writeln!(self.out, "stopping");
+                Ok(())
+            }
+            Stopped::Coordinator(status) => Err(StepFailure::new(format!(
+                "quarry-coordinator exited on its own ({status}) while the deployment was running; \
+                 its log is {}",
+                dir.join("quarry-coordinator.log").display()
+            ))
+            .with_log(coordinator.log())),
+            Stopped::Emulator(status) => Err(StepFailure::new(format!(
+                "quarry-azure-emulator exited on its own ({status}) while the deployment was \
+                 running; its log is {}",
+                emulator.log_file().display()
+            ))
+            .with_log(read_log(&emulator.log_file()))),
+        }
     }
 
     /// Saves the root certificate from the quote answer and sets the sample manifest with it.
@@ -492,12 +507,28 @@ fn wait_unsealed(c: &Coordinator, root: &Path) -> Result<(), StepFailure> {
     }
 }
 
-fn read_log(dir: &Path, name: &str) -> String {
-    std::fs::read_to_string(dir.join(format!("{name}.log"))).unwrap_or_default()
+fn read_log(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
 }
 
-/// Blocks until SIGINT (Ctrl-C) or SIGTERM.
-fn wait_for_interrupt() -> Result<(), String> {
+/// Why the running deployment stopped.
+enum Stopped {
+    /// SIGINT (Ctrl-C) or SIGTERM.
+    Interrupted,
+    /// The Coordinator exited by itself, with this status.
+    Coordinator(std::process::ExitStatus),
+    /// The emulator exited by itself, with this status.
+    Emulator(std::process::ExitStatus),
+}
+
+/// How often the running services are checked while waiting for Ctrl-C.
+const LIVENESS_CHECK: Duration = Duration::from_millis(500);
+
+/// Blocks until SIGINT (Ctrl-C) or SIGTERM, or until the Coordinator or the emulator exits.
+fn wait_for_interrupt(
+    coordinator: &mut Coordinator,
+    emulator: &mut Emulator,
+) -> Result<Stopped, String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -505,9 +536,26 @@ fn wait_for_interrupt() -> Result<(), String> {
     runtime.block_on(async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .map_err(|e| format!("installing the SIGTERM handler: {e}"))?;
-        tokio::select! {
-            r = tokio::signal::ctrl_c() => r.map_err(|e| format!("waiting for Ctrl-C: {e}")),
-            _ = term.recv() => Ok(()),
+        let mut check = tokio::time::interval(LIVENESS_CHECK);
+        let ctrl_c = tokio::signal::ctrl_c();
+        tokio::pin!(ctrl_c);
+        loop {
+            tokio::select! {
+                r = &mut ctrl_c => {
+                    return r
+                        .map(|()| Stopped::Interrupted)
+                        .map_err(|e| format!("waiting for Ctrl-C: {e}"));
+                }
+                _ = term.recv() => return Ok(Stopped::Interrupted),
+                _ = check.tick() => {
+                    if let Some(status) = coordinator.service().try_wait() {
+                        return Ok(Stopped::Coordinator(status));
+                    }
+                    if let Some(status) = emulator.exited() {
+                        return Ok(Stopped::Emulator(status));
+                    }
+                }
+            }
         }
     })
 }

@@ -166,6 +166,17 @@ impl Emulator {
         }
     }
 
+    /// The exit status of the server if it has stopped on its own (`None` while it runs or after
+    /// [`Emulator::stop`]).
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.service.as_mut().and_then(Service::try_wait)
+    }
+
+    /// The log file of the server (`quarry-azure-emulator.log` in the emulator's directory).
+    pub fn log_file(&self) -> PathBuf {
+        self.dir.join("quarry-azure-emulator.log")
+    }
+
     /// Starts the server again on the same port and state.
     pub fn restart(&mut self) -> Result<(), EmulatorError> {
         self.stop();

@@ -116,3 +116,56 @@ fn a_missing_binary_fails_step_one_and_says_which() {
         .stderr(predicate::str::contains("step 1 failed"))
         .stderr(predicate::str::contains("quarry-azure-emulator"));
 }
+
+#[test]
+fn a_coordinator_that_dies_while_running_is_reported_with_its_log() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("deployment");
+    let mut child = Command::new(assert_cmd::cargo::cargo_bin("quarry"))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("QUARRY_BIN_DIR", bin_dir())
+        .env("XDG_CONFIG_HOME", tmp.path().join("config"))
+        .current_dir(tmp.path())
+        .args(["dev", "--dir"])
+        .arg(&dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        if stdout.read_line(&mut line).unwrap() == 0 {
+            panic!("quarry dev stopped before the walk-through ended:\n{seen}");
+        }
+        seen.push_str(&line);
+        if line.contains("every step passed; press Ctrl-C to stop") {
+            break;
+        }
+    }
+    // The log file named in the summary exists.
+    let emulator_log = dir.join("emulator").join("quarry-azure-emulator.log");
+    assert!(seen.contains(&emulator_log.display().to_string()), "{seen}");
+    assert!(emulator_log.is_file());
+
+    let ready: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("quarry-coordinator.ready")).unwrap())
+            .unwrap();
+    let pid = ready["pid"].as_u64().unwrap().to_string();
+    let killed = Command::new("kill").args(["-KILL", &pid]).status().unwrap();
+    assert!(killed.success());
+
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("quarry-coordinator exited on its own"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--- end of the log ---"), "{stderr}");
+}
