@@ -77,16 +77,28 @@ impl Write for Captured {
     }
 }
 
+/// Every event of this test binary, at every level, in one buffer. A process-wide subscriber is
+/// used because a thread-local one misses events whose callsites another test thread registered
+/// first (tracing caches a callsite's interest globally).
+fn capture() -> &'static Captured {
+    static CAPTURE: std::sync::OnceLock<Captured> = std::sync::OnceLock::new();
+    CAPTURE.get_or_init(|| {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::set_global_default(subscriber)
+            .expect("no other global subscriber in this test binary");
+        captured
+    })
+}
+
 #[tokio::test]
 async fn a_release_logged_at_trace_level_leaks_nothing() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let captured = capture();
 
     let mock = Mock::start().await;
     mock.state
