@@ -90,6 +90,13 @@ pub enum HsmError {
     /// The store failed in a way that may pass (I/O, the enclave).
     #[error("unsealing with the released HSM key")]
     Store(#[source] quarry_store::StoreError),
+    /// The state unsealed, but its content could not be loaded (a broken state, not an HSM
+    /// problem): retrying cannot help.
+    #[error("restoring the unsealed state: {reason}")]
+    Restore {
+        /// What could not be loaded.
+        reason: String,
+    },
     /// No async runtime is available to run the release on.
     #[error("no async runtime to release the HSM key on")]
     NoRuntime,
@@ -102,9 +109,10 @@ impl HsmError {
             Self::Release { source, .. } => source.class(),
             Self::Key { .. } | Self::Unseal(_) => ErrorClass::Definite,
             Self::Store(_) => ErrorClass::Transient,
-            Self::NotConfigured { .. } | Self::OtherVault { .. } | Self::NoRuntime => {
-                ErrorClass::NeedsOperator
-            }
+            Self::NotConfigured { .. }
+            | Self::OtherVault { .. }
+            | Self::Restore { .. }
+            | Self::NoRuntime => ErrorClass::NeedsOperator,
         }
     }
 
@@ -112,7 +120,10 @@ impl HsmError {
     pub fn is_final(&self) -> bool {
         matches!(
             self,
-            Self::NotConfigured { .. } | Self::OtherVault { .. } | Self::NoRuntime
+            Self::NotConfigured { .. }
+                | Self::OtherVault { .. }
+                | Self::Restore { .. }
+                | Self::NoRuntime
         )
     }
 
@@ -473,6 +484,21 @@ pub fn parse_duration(value: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_state_that_cannot_be_restored_is_not_called_unconfigured() {
+        let error = HsmError::Restore {
+            reason: "ca: bad certificate".into(),
+        };
+        assert!(error.is_final());
+        assert_eq!(error.class(), ErrorClass::NeedsOperator);
+        let text = error.describe();
+        assert!(
+            text.contains("restoring the unsealed state: ca: bad certificate"),
+            "{text}"
+        );
+        assert!(!text.contains("not configured"), "{text}");
+    }
 
     fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs

@@ -176,8 +176,8 @@ fn unseal_and_restore(
     }
     core.finish_unseal().map_err(|e| {
         tracing::error!(error = %error_chain(&e), "restoring the unsealed state failed");
-        HsmError::NotConfigured {
-            reason: format!("restoring the unsealed state: {}", error_chain(&e)),
+        HsmError::Restore {
+            reason: error_chain(&e),
         }
     })?;
     tracing::info!("sealed state unsealed with the released HSM key");
