@@ -48,9 +48,19 @@ pub struct DevArgs {
     /// Exit (0 on success) after the walk-through instead of running until Ctrl-C.
     #[arg(long)]
     pub once: bool,
-    /// Directory for the state, logs and sample files; must be empty or absent.
-    #[arg(long, default_value = "quarry-dev")]
-    pub dir: PathBuf,
+    /// Directory for the state, logs and sample files; must be empty or absent. Without it,
+    /// each run gets a fresh `quarry-dev/run-<time>-<pid>`, so the quick start can be repeated.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+}
+
+/// A fresh directory below `quarry-dev` for a run without `--dir`.
+fn default_dir() -> PathBuf {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    PathBuf::from("quarry-dev").join(format!("run-{secs}-{}", std::process::id()))
 }
 
 /// A failed step: its number, what went wrong, and the log that explains it.
@@ -177,7 +187,7 @@ impl Dev<'_> {
     }
 
     fn walk(&mut self, args: &DevArgs) -> Result<(), StepFailure> {
-        self.dir = prepare_dir(&args.dir)?;
+        self.dir = prepare_dir(&args.dir.clone().unwrap_or_else(default_dir))?;
         let dir = self.dir.clone();
 
         self.begin("starting the Azure emulator (Entra ID, MAA, Managed HSM)");

@@ -169,3 +169,21 @@ fn a_coordinator_that_dies_while_running_is_reported_with_its_log() {
     );
     assert!(stderr.contains("--- end of the log ---"), "{stderr}");
 }
+
+#[test]
+fn the_quick_start_can_be_repeated_without_a_dir() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bins = bin_dir();
+    for _ in 0..2 {
+        dev_in(tmp.path(), &bins)
+            .args(["dev", "--once"])
+            .assert()
+            .success();
+    }
+    let runs: Vec<_> = std::fs::read_dir(tmp.path().join("quarry-dev"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    assert!(runs.iter().all(|r| r.starts_with("run-")), "{runs:?}");
+}
