@@ -346,6 +346,31 @@ impl Store {
         Ok(())
     }
 
+    /// Decrypts the sealed state read at open with a candidate data key, without changing the
+    /// store: the caller can check the decrypted state (for example the recovery keys of its
+    /// manifest) before it commits to [`Store::recover`] with the same key, which then opens the
+    /// same bytes. Allowed where [`Store::recover`] is (recovery mode, or still sealed).
+    ///
+    /// A key that does not open `sealed_data` is [`StoreError::WrongRecoveryKey`]; a key that
+    /// opens it but yields an undecodable state is [`StoreError::Corrupted`].
+    pub fn try_recovery_key(&self, key: &DataKey) -> Result<State, StoreError> {
+        let writer = self.lock_writer();
+        if !matches!(writer.status, Status::Recovery | Status::Sealed) {
+            return Err(StoreError::NotInRecovery);
+        }
+        let Some(loaded) = writer.loaded.as_ref() else {
+            return Err(StoreError::NotInRecovery);
+        };
+        match decrypt_state(&loaded.data, key) {
+            Ok(state) => Ok(state),
+            Err(Corruption::DataAuthentication) => Err(StoreError::WrongRecoveryKey),
+            Err(source) => Err(StoreError::Corrupted {
+                path: self.paths.data.clone(),
+                source,
+            }),
+        }
+    }
+
     /// Leaves recovery mode with the data key restored from the recovery secrets. Also allowed
     /// while the store is still sealed (the Coordinator accepts a recovery while it waits for a
     /// key release).

@@ -15,20 +15,18 @@
 //! authoritative (the recovery data is authenticated only by that decryption). Only then is the
 //! store recovered and re-sealed: nothing is written before.
 
-use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use quarry_manifest::ManifestDocument;
 use quarry_pki::recovery::{
     EphemeralRecoveryKey, RECOVERY_KEY_SIZE, RecoveryPublicKey, SHAMIR_SHARE_SIZE,
     match_signatures, share_hash, xor_combine,
 };
 use quarry_pki::shamir;
-use quarry_store::frame::SealedData;
-use quarry_store::{DataKey, SEALED_DATA, State};
+use quarry_store::{DataKey, StoreError};
 use zeroize::Zeroizing;
 
 use super::keys::{self, RecoveryData};
 use super::manifest::parse_recovery_keys;
-use super::{CoordinatorState, Core, CoreError, error_chain};
+use super::{CoordinatorState, Core, CoreError};
 
 /// The answer to one upload.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -238,15 +236,19 @@ impl Core {
         let data_key = DataKey::from_bytes(&candidate).map_err(|_| {
             CoreError::invalid("recoverySecret: the recovered key has the wrong length")
         })?;
-        let state = match trial_decrypt(&self.store().dir().join(SEALED_DATA), &data_key) {
+        let state = match self.store().try_recovery_key(&data_key) {
             Ok(state) => state,
-            Err(error) => {
+            Err(StoreError::WrongRecoveryKey) => {
                 session.reset_round();
-                tracing::warn!(error = %error_chain(&error), "recovery attempt failed");
+                tracing::warn!("recovery attempt failed: the combined key does not open the state");
                 return Err(CoreError::invalid(
                     "the recovery secrets of this round do not decrypt the sealed state; the \
                      round was reset, upload the secrets again",
                 ));
+            }
+            Err(error) => {
+                session.reset_round();
+                return Err(error.into());
             }
         };
         let raw = keys::manifest(&state)
@@ -328,38 +330,6 @@ impl Core {
         tx.commit()?;
         Ok(())
     }
-}
-
-/// Why a candidate key does not open `sealed_data`.
-#[derive(Debug, thiserror::Error)]
-enum TrialError {
-    #[error("reading sealed_data")]
-    Read(#[source] std::io::Error),
-    #[error("sealed_data frame")]
-    Frame(#[source] quarry_store::FrameError),
-    #[error("key does not decrypt sealed_data")]
-    Decrypt,
-    #[error("decrypted state")]
-    State(#[source] quarry_store::StateError),
-}
-
-/// Decrypts `sealed_data` with a candidate key without changing the store: the store offers
-/// only a recovery that takes the state at once, and the signatures must be checked against
-/// the decrypted manifest before that.
-fn trial_decrypt(path: &std::path::Path, key: &DataKey) -> Result<State, TrialError> {
-    let bytes = std::fs::read(path).map_err(TrialError::Read)?;
-    let parsed = SealedData::parse(&bytes).map_err(TrialError::Frame)?;
-    let unbound = UnboundKey::new(&AES_256_GCM, key.as_bytes()).map_err(|_| TrialError::Decrypt)?;
-    let key = LessSafeKey::new(unbound);
-    let mut buffer = Zeroizing::new(parsed.ciphertext.to_vec());
-    let plaintext = key
-        .open_in_place(
-            Nonce::assume_unique_for_key(parsed.nonce),
-            Aad::from(parsed.header),
-            &mut buffer,
-        )
-        .map_err(|_| TrialError::Decrypt)?;
-    State::decode(plaintext).map_err(TrialError::State)
 }
 
 #[cfg(test)]
@@ -458,43 +428,5 @@ mod tests {
         let mut session = RecoverySession::new(b"");
         let err = message(session.add(Zeroizing::new(vec![0; 32]), vec![]));
         assert!(err.contains("no recovery data"), "{err}");
-    }
-
-    #[test]
-    fn trial_decrypt_opens_sealed_data_with_its_key_only() {
-        let dir = tempfile::tempdir().unwrap();
-        let settings = quarry_enclave::simulation::SimulationSettings::new(dir.path());
-        let enclave =
-            std::sync::Arc::new(quarry_enclave::simulation::Simulation::new(settings).unwrap());
-        let store = quarry_store::Store::open(dir.path(), enclave).unwrap();
-        let mut tx = store.begin();
-        tx.put(b"manifest".to_vec(), b"{}".to_vec());
-        tx.set_seal_mode(quarry_store::SealMode::ProductKey);
-        tx.commit().unwrap();
-        let key = store.data_key().unwrap();
-        let path = dir.path().join(SEALED_DATA);
-
-        let state = trial_decrypt(&path, &key).unwrap();
-        assert_eq!(state.get(b"manifest"), Some(&b"{}"[..]));
-        let wrong = DataKey::from_bytes(&[5; 32]).unwrap();
-        assert!(matches!(
-            trial_decrypt(&path, &wrong),
-            Err(TrialError::Decrypt)
-        ));
-    }
-
-    #[test]
-    fn trial_decrypt_refuses_a_wrong_key_and_a_missing_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let key = DataKey::from_bytes(&[5; 32]).unwrap();
-        assert!(matches!(
-            trial_decrypt(&dir.path().join("sealed_data"), &key),
-            Err(TrialError::Read(_))
-        ));
-        std::fs::write(dir.path().join("sealed_data"), b"QUARRYSD garbage").unwrap();
-        assert!(matches!(
-            trial_decrypt(&dir.path().join("sealed_data"), &key),
-            Err(TrialError::Frame(_))
-        ));
     }
 }

@@ -275,6 +275,42 @@ fn recovery_with_the_data_key_restores_the_state() {
 }
 
 #[test]
+fn a_recovery_key_is_tried_on_the_loaded_state_without_changing_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let enclave = TestEnclave::standard();
+    let store = open(&dir, &enclave);
+    commit_entries(&store, &generation(3, 2), SealMode::ProductKey).unwrap();
+    let data_key = store.data_key().unwrap();
+    assert!(matches!(
+        store.try_recovery_key(&data_key),
+        Err(StoreError::NotInRecovery)
+    ));
+    drop(store);
+
+    let moved = TestEnclave::new(9, 9);
+    let store = open(&dir, &moved);
+    assert!(store.unseal(&[]).is_err());
+    let before = fs::read(dir.path().join("sealed_data")).unwrap();
+    // The files on disk change after the store read them; the trial and the recovery both use
+    // the bytes read at open, so what was checked is what is recovered.
+    fs::write(dir.path().join("sealed_data"), b"replaced").unwrap();
+
+    let wrong = DataKey::from_bytes(&[0u8; 32]).unwrap();
+    assert!(matches!(
+        store.try_recovery_key(&wrong),
+        Err(StoreError::WrongRecoveryKey)
+    ));
+    let state = store.try_recovery_key(&data_key).unwrap();
+    assert_eq!(entries(&state), generation(3, 2));
+    assert_eq!(store.status(), Status::Recovery);
+    assert!(store.snapshot().is_empty());
+    assert!(store.data_key().is_none());
+    store.recover(data_key).unwrap();
+    assert_eq!(entries(&store.snapshot()), generation(3, 2));
+    fs::write(dir.path().join("sealed_data"), before).unwrap();
+}
+
+#[test]
 fn discarding_moves_the_old_files_aside() {
     let dir = tempfile::tempdir().unwrap();
     let enclave = TestEnclave::standard();
