@@ -220,6 +220,7 @@ fn init_logging() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(quarry_common::log::ansi_for_stderr())
         .try_init();
 }
 

@@ -26,7 +26,7 @@ fn main() -> std::process::ExitCode {
     let debug = std::env::var("EDG_DEBUG_LOGGING").is_ok_and(|v| v == "1");
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(quarry_common::log::ansi_for_stderr())
         .with_env_filter(if debug { "debug" } else { "info" })
         .init();
     let runtime = match tokio::runtime::Runtime::new() {

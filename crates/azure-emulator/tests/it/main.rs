@@ -8,4 +8,5 @@ mod hsm;
 mod hsm_conformance;
 mod hsm_real;
 mod hsm_support;
+mod logging;
 mod maa;

@@ -87,6 +87,17 @@ fn once_runs_every_step_and_leaves_the_files_it_names() {
         "curl --cacert {}",
         std::fs::canonicalize(&dir).unwrap().join("coordinator-root.pem").display()
     )));
+    // Output to files and pipes is plain text: no terminal escape codes in any log.
+    assert!(!out.contains('\u{1b}'), "escape codes on stdout: {out:?}");
+    for log in [
+        "quarry-coordinator.log",
+        "emulator/quarry-azure-emulator.log",
+        "marble/quarry-premain.log",
+    ] {
+        let text = std::fs::read_to_string(dir.join(log)).unwrap();
+        assert!(!text.is_empty(), "{log} is empty");
+        assert!(!text.contains('\u{1b}'), "escape codes in {log}: {text:?}");
+    }
 }
 
 #[test]
