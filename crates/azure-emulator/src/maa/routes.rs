@@ -3,6 +3,11 @@
 //!
 //! Errors are MAA's `CloudError` documents, `{"error":{"code":...,"message":...}}`, with 400 for
 //! bad input, 413 for oversized bodies and 405 for wrong methods.
+//!
+//! `api-version` given more than once: MAA does not document what it does. The emulator follows
+//! the rule of Microsoft's API-versioning convention (documented for Azure App Configuration):
+//! repeating one value is the same as giving it once, different values are refused with 400
+//! `AmbiguousApiVersion` naming them.
 
 use std::sync::Arc;
 
@@ -13,7 +18,6 @@ use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http::{HeaderMap, StatusCode, Uri};
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{AttestError, AttestSgxRequest};
@@ -71,28 +75,41 @@ async fn method_not_allowed() -> Response {
     )
 }
 
-#[derive(Deserialize)]
-struct ApiVersion {
-    #[serde(rename = "api-version")]
-    api_version: Option<String>,
-}
-
 /// Checks the `api-version` query parameter; on failure, MAA's error code and message.
 fn check_api_version(query: Option<&str>) -> Result<(), (&'static str, String)> {
-    let version = query
-        .and_then(|q| serde_urlencoded::from_str::<ApiVersion>(q).ok())
-        .and_then(|v| v.api_version);
-    match version.as_deref() {
-        None | Some("") => Err((
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query.unwrap_or_default())
+        .map_err(|e| {
+            (
+                "InvalidParameter",
+                format!("The query string cannot be parsed: {e}."),
+            )
+        })?;
+    let mut versions: Vec<&str> = Vec::new();
+    for (_, value) in pairs.iter().filter(|(name, _)| name == "api-version") {
+        if !versions.contains(&value.as_str()) {
+            versions.push(value);
+        }
+    }
+    match versions.as_slice() {
+        [] | [""] => Err((
             "MissingApiVersionParameter",
             "The api-version query parameter (?api-version=) is required for all requests.".into(),
         )),
-        Some(v) if API_VERSIONS.contains(&v) => Ok(()),
-        Some(v) => Err((
+        [v] if API_VERSIONS.contains(v) => Ok(()),
+        [v] => Err((
             "InvalidApiVersionParameter",
             format!(
                 "The api-version '{v}' is invalid. The supported versions are '{}'.",
                 API_VERSIONS.join(",")
+            ),
+        )),
+        many => Err((
+            "AmbiguousApiVersion",
+            format!(
+                "The api-version query parameter is given {} different values ('{}'); give \
+                 exactly one.",
+                many.len(),
+                many.join("', '")
             ),
         )),
     }
@@ -176,5 +193,21 @@ mod tests {
         assert!(check_api_version(Some("api-version=2019-01-01")).is_err());
         assert!(check_api_version(Some("api-version=2022-08-01")).is_ok());
         assert!(check_api_version(Some("api-version=2020-10-01&x=1")).is_ok());
+    }
+
+    #[test]
+    fn a_repeated_api_version_is_one_and_different_values_are_named() {
+        assert!(check_api_version(Some("api-version=2022-08-01&api-version=2022-08-01")).is_ok());
+        let (code, message) =
+            check_api_version(Some("api-version=2022-08-01&x=1&api-version=2020-10-01"))
+                .unwrap_err();
+        assert_eq!(code, "AmbiguousApiVersion");
+        assert!(
+            message.contains("2 different values ('2022-08-01', '2020-10-01')"),
+            "{message}"
+        );
+        let (code, message) =
+            check_api_version(Some("api-version=&api-version=2022-08-01")).unwrap_err();
+        assert_eq!(code, "AmbiguousApiVersion", "{message}");
     }
 }

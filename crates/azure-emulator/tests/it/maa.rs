@@ -308,6 +308,27 @@ async fn bad_input_gets_maas_errors() {
         "InvalidApiVersionParameter",
         "2018-09-01-preview",
     );
+    check(
+        emu.attest_raw(
+            "?api-version=2022-08-01&api-version=2020-10-01",
+            garbage.to_string(),
+        )
+        .await,
+        400,
+        "AmbiguousApiVersion",
+        "'2022-08-01', '2020-10-01'",
+    );
+    // The same value twice is one value: the request gets as far as the quote.
+    check(
+        emu.attest_raw(
+            "?api-version=2022-08-01&api-version=2022-08-01",
+            garbage.to_string(),
+        )
+        .await,
+        400,
+        "InvalidQuote",
+        "quote",
+    );
     let huge = json!({ "quote": "A".repeat(2 * 1024 * 1024) }).to_string();
     check(
         emu.attest_raw("?api-version=2022-08-01", huge).await,
