@@ -20,8 +20,15 @@
 //! | `quarry_hsm_key_release_failures_total{class}` | counter | failed releases by class |
 //! | `quarry_hsm_last_key_release_seconds` | gauge | duration of the last release attempt |
 //!
+//! With the listener enabled, MarbleRun's per-path Client API metrics ([`http`]) and the
+//! Marble API's gRPC server metrics ([`grpc`]) are collected too; without it their layers are
+//! not installed.
+//!
 //! The Marble API reports activations through [`global`]; the core's user operations count
 //! themselves the same way. Nothing here holds secret values.
+
+pub mod grpc;
+pub mod http;
 
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
@@ -72,6 +79,8 @@ pub struct Metrics {
     last_release: Gauge,
     seen: Mutex<crate::hsm::ReleaseStats>,
     events: Mutex<Vec<ActivationEvent>>,
+    http: http::HttpMetrics,
+    grpc: grpc::GrpcMetrics,
 }
 
 /// The classes of failed releases, in the order of [`crate::hsm::ReleaseStats::failed`].
@@ -139,6 +148,8 @@ impl Metrics {
         for class in FAILURE_CLASSES {
             release_failures.with_label_values(&[class]);
         }
+        let http = http::HttpMetrics::new(&registry)?;
+        let grpc = grpc::GrpcMetrics::new(&registry)?;
         Ok(Self {
             registry,
             state,
@@ -150,7 +161,19 @@ impl Metrics {
             last_release,
             seen: Mutex::new(crate::hsm::ReleaseStats::default()),
             events: Mutex::new(Vec::new()),
+            http,
+            grpc,
         })
+    }
+
+    /// The Client API's per-path HTTP metrics.
+    pub fn http(&self) -> &http::HttpMetrics {
+        &self.http
+    }
+
+    /// The Marble API's gRPC server metrics.
+    pub fn grpc(&self) -> &grpc::GrpcMetrics {
+        &self.grpc
     }
 
     /// Counts an activation attempt.

@@ -23,14 +23,23 @@ use crate::core::{Core, CoreError, error_chain};
 use crate::jsend::ApiError;
 
 /// The Client API's router over `core`.
+///
+/// With `EDG_COORDINATOR_PROMETHEUS_ADDR` set, every request is counted in MarbleRun's per-path
+/// metrics ([`crate::metrics::http`]); unknown paths still get the 405.
 pub fn router(core: Arc<Core>) -> Router {
-    Router::new()
+    let metrics = core.config().prometheus_addr.is_some();
+    let router = Router::new()
         .merge(v2::routes())
         .merge(v1::routes())
         .merge(v1_updates::routes())
         .fallback(method_not_allowed)
         .method_not_allowed_fallback(method_not_allowed)
-        .with_state(core)
+        .with_state(core);
+    if metrics {
+        crate::metrics::http::instrument(router, crate::metrics::global().http())
+    } else {
+        router
+    }
 }
 
 async fn method_not_allowed(body: Body) -> Response {

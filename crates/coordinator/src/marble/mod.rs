@@ -207,11 +207,23 @@ pub async fn serve(listener: TcpListener, api: Arc<MarbleApi>) -> Result<(), Mar
             });
         }
     });
+    // gRPC server metrics only with the Prometheus listener (see `crate::metrics::grpc`).
+    let metrics = api.core.config().prometheus_addr.is_some();
     let service = MarbleServer::new(Service(api)).max_decoding_message_size(MAX_REQUEST_BYTES);
-    let result = tonic::transport::Server::builder()
-        .add_service(service)
-        .serve_with_incoming(tokio_stream::wrappers::ReceiverStream::new(receiver))
-        .await;
+    let incoming = tokio_stream::wrappers::ReceiverStream::new(receiver);
+    let result = if metrics {
+        let layer = crate::metrics::grpc::GrpcMetricsLayer::new(crate::metrics::global().grpc());
+        tonic::transport::Server::builder()
+            .layer(layer)
+            .add_service(service)
+            .serve_with_incoming(incoming)
+            .await
+    } else {
+        tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming(incoming)
+            .await
+    };
     accept_loop.abort();
     result.map_err(MarbleApiError::Serve)
 }
