@@ -14,10 +14,11 @@
 //! | `package:<name>` | [`StoredPackage`] as JSON (package updates change it, not `manifest`) |
 //! | `secret:<name>`, `previousSecret:<name>` | [`StoredSecret`] as JSON, MarbleRun's secret object |
 //! | `updateLog` | JSON lines, each ending in `\n` ([`update_log_line`]) |
+//! | `monotonicCounter:<b64 type>:<b64 uuid>:<b64 name>` | 8-byte little-endian `u64` ([`monotonic_counter_key`]) |
 //!
 //! Marbles, TLS tags, users and roles are read from the stored manifest: only a full update
-//! replaces them, and it replaces the manifest too. Keys for activations, monotonic counters
-//! and pending updates are added by the modules that own them, with a prefix of their own.
+//! replaces them, and it replaces the manifest too. Keys for activations and pending updates
+//! are added by the modules that own them, with a prefix of their own.
 //!
 //! The recovery data in the clear at the start of `sealed_data` is [`RecoveryData`].
 
@@ -52,6 +53,9 @@ pub const PACKAGE_PREFIX: &str = "package:";
 pub const SECRET_PREFIX: &str = "secret:";
 /// Prefix of `previousSecret:<name>`.
 pub const PREVIOUS_SECRET_PREFIX: &str = "previousSecret:";
+
+/// Prefix of `monotonicCounter:<b64 type>:<b64 uuid>:<b64 name>`.
+pub const MONOTONIC_COUNTER_PREFIX: &str = "monotonicCounter:";
 
 /// A value in the state that cannot be decoded.
 #[derive(Debug, thiserror::Error)]
@@ -303,6 +307,35 @@ pub fn put_secret(tx: &mut Transaction<'_>, name: &str, secret: &StoredSecret, p
     tx.put(secret_key(name), json.to_vec());
 }
 
+/// `monotonicCounter:<b64 type>:<b64 uuid>:<b64 name>`, as MarbleRun names a Marble's counter:
+/// standard base64 with padding of the Marble type, the UUID's 16 bytes and the counter name,
+/// so no part can contain the `:` separator and every (type, UUID, name) has its own key.
+pub fn monotonic_counter_key(marble_type: &str, uuid: &[u8; 16], name: &str) -> Vec<u8> {
+    format!(
+        "{MONOTONIC_COUNTER_PREFIX}{}:{}:{}",
+        STANDARD.encode(marble_type),
+        STANDARD.encode(uuid),
+        STANDARD.encode(name)
+    )
+    .into_bytes()
+}
+
+/// The monotonic counter under `key` (from [`monotonic_counter_key`]); 0 when unset.
+pub fn monotonic_counter(state: &State, key: &[u8]) -> Result<u64, KeyError> {
+    let Some(value) = state.get(key) else {
+        return Ok(0);
+    };
+    let bytes: [u8; 8] = value
+        .try_into()
+        .map_err(|_| invalid(key, format!("{} bytes, expected 8", value.len())))?;
+    Ok(u64::from_le_bytes(bytes))
+}
+
+/// Sets the monotonic counter under `key` (8 bytes, little-endian).
+pub fn put_monotonic_counter(tx: &mut Transaction<'_>, key: &[u8], value: u64) {
+    tx.put(key.to_vec(), value.to_le_bytes().to_vec());
+}
+
 /// The update log's text.
 pub fn update_log(state: &State) -> &[u8] {
     state.get(UPDATE_LOG).unwrap_or_default()
@@ -414,6 +447,23 @@ mod tests {
         let back: StoredSecret = serde_json::from_str(&json).unwrap();
         assert_eq!(back, secret);
         assert!(!format!("{secret:?}").contains("AQI"));
+    }
+
+    #[test]
+    fn monotonic_counter_keys_are_marbleruns() {
+        let uuid = [
+            0x6b, 0xa7, 0xb8, 0x10, 0x9d, 0xad, 0x11, 0xd1, 0x80, 0xb4, 0, 0xc0, 0x4f, 0xd4, 0x30,
+            0xc8,
+        ];
+        assert_eq!(
+            monotonic_counter_key("web", &uuid, "ctr"),
+            b"monotonicCounter:d2Vi:a6e4EJ2tEdGAtADAT9QwyA==:Y3Ry".to_vec()
+        );
+        // A separator inside a part cannot make two identities collide.
+        assert_ne!(
+            monotonic_counter_key("a:b", &uuid, "c"),
+            monotonic_counter_key("a", &uuid, "b:c")
+        );
     }
 
     #[test]

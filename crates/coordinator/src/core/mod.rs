@@ -25,11 +25,13 @@
 //! secrets use [`Core::lock`], [`Core::store`], [`keys`] and [`Core::set_ca`]; the Marble API
 //! reads [`Core::snapshot`], [`Core::ca`] and [`Core::marble_cert`].
 
+pub mod counter;
 mod error;
 pub mod keys;
 mod manifest;
 mod recovery;
 mod secrets;
+pub mod sign_quote;
 // Users' operations: secrets, manifest updates, the update log (issue 11).
 pub mod update;
 

@@ -1,9 +1,11 @@
 //! Client API v2 (`/api/v2/...`): one module per endpoint group.
 
+pub mod counter;
 pub mod manifest;
 pub mod quote;
 pub mod recover;
 pub mod secrets;
+pub mod sign_quote;
 pub mod status;
 pub mod update;
 pub mod update_manifest;
@@ -24,4 +26,6 @@ pub fn routes() -> Router<Arc<Core>> {
         .merge(secrets::routes())
         .merge(update::routes())
         .merge(update_manifest::routes())
+        .merge(sign_quote::routes())
+        .merge(counter::routes())
 }
