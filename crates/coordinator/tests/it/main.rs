@@ -7,6 +7,7 @@ mod hsm;
 mod marble;
 mod metrics;
 mod rbac;
+mod review_client_certs;
 mod secrets;
 mod tools;
 mod updates;
