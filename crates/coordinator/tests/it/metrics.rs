@@ -234,8 +234,11 @@ fn scrape(addr: std::net::SocketAddr, present: &str) -> Vec<Sample> {
     samples
 }
 
+/// Growth per series: (name, sorted labels) to the difference.
+type Changes = BTreeMap<(String, Vec<(String, String)>), f64>;
+
 /// How much each series of `after` grew since `before` (series new in `after` count from 0).
-fn growth(before: &[Sample], after: &[Sample]) -> BTreeMap<(String, Vec<(String, String)>), f64> {
+fn growth(before: &[Sample], after: &[Sample]) -> Changes {
     let key = |(n, l, _): &Sample| (n.clone(), l.clone().into_iter().collect::<Vec<_>>());
     let old: BTreeMap<_, f64> = before.iter().map(|s| (key(s), s.2)).collect();
     after
@@ -246,11 +249,7 @@ fn growth(before: &[Sample], after: &[Sample]) -> BTreeMap<(String, Vec<(String,
 }
 
 /// The growth of one series.
-fn grew(
-    changes: &BTreeMap<(String, Vec<(String, String)>), f64>,
-    name: &str,
-    labels: &[(&str, &str)],
-) -> f64 {
+fn grew(changes: &Changes, name: &str, labels: &[(&str, &str)]) -> f64 {
     let mut labels: Vec<(String, String)> = labels
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
