@@ -7,7 +7,9 @@
 //! 2. verifies the quote with DCAP (`quarry-enclave`, collateral from `--collateral` or a PCCS)
 //!    and applies `--accepted-tcb-statuses` / `--accepted-advisories`. A simulated quote (`null`,
 //!    or a zero signature) is refused unless `--insecure-simulation` is given; the checks below
-//!    still run on a simulated quote;
+//!    still run on a simulated quote. A missing quote (`null`, as a MarbleRun Coordinator in
+//!    simulation sends) passes none of them, so it is accepted only when nothing asks for them:
+//!    no expected or pinned identity and no `--nonce`;
 //! 3. checks that the report data starts with SHA-256 of the root certificate's DER followed by
 //!    the nonce (`--nonce`);
 //! 4. checks the enclave identity against `--era-config` (MarbleRun's `era-config.json`; with no
@@ -58,7 +60,8 @@ pub struct ConnectOptions {
     #[arg(short = 'i', long)]
     pub insecure: bool,
     /// INSECURE: accept a Coordinator without SGX (simulated or missing quote); the binding and
-    /// identity are still checked where a quote exists.
+    /// identity are still checked where a quote exists, and a missing quote is refused when an
+    /// identity is expected or pinned or --nonce is given.
     #[arg(long)]
     pub insecure_simulation: bool,
     /// TCB statuses accepted besides UpToDate.
@@ -271,6 +274,7 @@ pub async fn attest(
     }
     check_intermediate(&intermediate_der, &root_der, address)?;
 
+    let pin_source = format!("the identity pinned in {}", opts.identity_path().display());
     match &quote {
         None => {
             if !opts.insecure_simulation {
@@ -279,6 +283,15 @@ pub async fn attest(
                      to accept a simulated coordinator"
                 )));
             }
+            let expectation = identity_expectation(
+                mode,
+                expected.as_ref(),
+                pinned_identity.as_ref(),
+                opts.trust_new_coordinator,
+                &pin_source,
+                address,
+            )?;
+            check_quoteless(opts, expectation.map(|(_, source)| source), address)?;
             out.warn(&format!(
                 "INSECURE: {address} sent no quote; accepted because of --insecure-simulation \
                  (its identity and certificate binding are unchecked)"
@@ -291,7 +304,6 @@ pub async fn attest(
             verify_quote(opts, q, &parsed, &expected, address, out).await?;
             check_binding(&parsed, &root_der, &nonce, address)?;
             let found = FoundIdentity::of(&parsed);
-            let pin_source = format!("the identity pinned in {}", opts.identity_path().display());
             let expectation = identity_expectation(
                 mode,
                 expected.as_ref(),
@@ -325,6 +337,64 @@ pub async fn attest(
         intermediate_der,
         quote,
     })
+}
+
+/// Whether a Coordinator that sent no quote may be accepted under `--insecure-simulation`: only
+/// when nothing asked for a check that needs a quote. An expected or pinned identity
+/// (`expectation` names it) and a `--nonce` each ask for one, and a missing quote can satisfy
+/// neither, so it is an identity failure (exit 5) rather than a silent skip.
+fn check_quoteless(
+    opts: &ConnectOptions,
+    expectation: Option<&str>,
+    address: &Address,
+) -> Result<()> {
+    let unchecked = match (expectation, &opts.nonce) {
+        (Some(source), _) => format!("{} cannot be checked", describe_expectation(opts, source)),
+        (None, Some(nonce)) => format!("the nonce {nonce:?} cannot be bound to it"),
+        (None, None) => return Ok(()),
+    };
+    let hint = if expectation.is_some_and(|s| s.starts_with("the identity pinned")) {
+        "; if this coordinator replaced the pinned one, pass --trust-new-coordinator"
+    } else {
+        ""
+    };
+    Err(Failure::identity(format!(
+        "{address} sent no quote, so {unchecked}; --insecure-simulation accepts a coordinator \
+         without a quote only when no identity is expected or pinned and no --nonce is \
+         given{hint}"
+    )))
+}
+
+/// Where the expected identity comes from, for messages: `source` unless it is the expectation
+/// from the command line or an era config ([`expected_identity`]), which is named precisely.
+fn describe_expectation(opts: &ConnectOptions, source: &str) -> String {
+    if source != "the expected identity" {
+        return source.to_owned();
+    }
+    let mut from = Vec::new();
+    match &opts.era_config {
+        Some(path) => from.push(format!("--era-config {}", path.display())),
+        None if opts.unique_id.is_none()
+            && opts.signer_id.is_none()
+            && Path::new("era-config.json").is_file() =>
+        {
+            from.push("./era-config.json".to_owned());
+        }
+        None => {}
+    }
+    let flags = [
+        (opts.unique_id.is_some(), "--unique-id"),
+        (opts.signer_id.is_some(), "--signer-id"),
+        (opts.product_id.is_some(), "--product-id"),
+        (opts.security_version.is_some(), "--security-version"),
+    ];
+    from.extend(
+        flags
+            .iter()
+            .filter(|(set, _)| *set)
+            .map(|(_, f)| (*f).to_owned()),
+    );
+    format!("the expected identity (from {})", from.join(", "))
 }
 
 /// A field of a JSON object, matched case-insensitively (Go's decoder, and v1's capitals).

@@ -18,9 +18,17 @@ use crate::support::{quarry_in, testdata};
 /// Inside the validity window of the sample collateral (2025-06-19T13:33:20Z).
 const INSIDE: &str = "2025-06-19T13:33:20Z";
 
-/// A TLS server presenting `tls_cert` that answers every request with the quote response
-/// `{cert: intermediate + root, quote}`; returns its address.
+/// A TLS server that answers every request with the quote response
+/// `{cert: intermediate + root, quote}`, with the real sample quote; returns its address. Its
+/// TLS certificate is the chain's root, or another certificate.
 fn fake_coordinator(chain_root_is_tls_cert: bool) -> String {
+    let quote = std::fs::read(testdata("sgx/dcap-qvl-sample.quote")).unwrap();
+    fake_coordinator_quoting(chain_root_is_tls_cert, Some(&quote))
+}
+
+/// [`fake_coordinator`] with the given quote; `None` sends `"quote": null`, as a MarbleRun
+/// Coordinator in simulation mode does.
+fn fake_coordinator_quoting(chain_root_is_tls_cert: bool, quote: Option<&[u8]>) -> String {
     let root_key = KeyPair::generate().unwrap();
     let mut root_params = CertificateParams::new(vec!["localhost".into()]).unwrap();
     root_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -41,12 +49,11 @@ fn fake_coordinator(chain_root_is_tls_cert: bool) -> String {
             .unwrap();
         (other.der().to_vec(), other_key.serialize_der())
     };
-    let quote = std::fs::read(testdata("sgx/dcap-qvl-sample.quote")).unwrap();
     let body = json!({
         "status": "success",
         "data": {
             "cert": format!("{}{}", intermediate.pem(), root.pem()),
-            "quote": base64::engine::general_purpose::STANDARD.encode(quote),
+            "quote": quote.map(|q| base64::engine::general_purpose::STANDARD.encode(q)),
         }
     })
     .to_string();
@@ -192,4 +199,151 @@ fn insecure_skips_verification_with_a_warning() {
         .stderr(contains(
             "INSECURE: --insecure skips the Coordinator's attestation",
         ));
+}
+
+/// `certificate root` against a Coordinator that sends no quote, pinning into `dir`.
+fn root_without_quote(dir: &Path, addr: &str, extra: &[&str]) -> assert_cmd::assert::Assert {
+    quarry_in(dir)
+        .args(["certificate", "root", addr, "-o", "-", "--coordinator-cert"])
+        .arg(dir.join("pin.pem"))
+        .args(extra)
+        .assert()
+}
+
+#[test]
+fn a_missing_quote_is_accepted_only_by_plain_insecure_simulation() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = fake_coordinator_quoting(true, None);
+
+    root_without_quote(dir.path(), &addr, &[])
+        .code(5)
+        .stderr(contains("sent no quote: it runs without SGX"));
+    root_without_quote(dir.path(), &addr, &["--insecure-simulation"])
+        .code(0)
+        .stdout(contains("-----BEGIN CERTIFICATE-----"))
+        .stderr(contains(
+            "sent no quote; accepted because of --insecure-simulation",
+        ));
+}
+
+#[test]
+fn a_missing_quote_fails_when_an_identity_is_expected() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = fake_coordinator_quoting(true, None);
+    let era = dir.path().join("era.json");
+    std::fs::write(
+        &era,
+        format!(r#"{{"UniqueID":"{}","Debug":false}}"#, "ab".repeat(32)),
+    )
+    .unwrap();
+    let refused = "--insecure-simulation accepts a coordinator without a quote only when no \
+                   identity is expected or pinned";
+
+    root_without_quote(
+        dir.path(),
+        &addr,
+        &[
+            "--insecure-simulation",
+            "--era-config",
+            era.to_str().unwrap(),
+        ],
+    )
+    .code(5)
+    .stderr(contains(format!(
+        "sent no quote, so the expected identity (from --era-config {}) cannot be checked",
+        era.display()
+    )))
+    .stderr(contains(refused));
+    root_without_quote(
+        dir.path(),
+        &addr,
+        &[
+            "--insecure-simulation",
+            "--signer-id",
+            &"cd".repeat(32),
+            "--product-id",
+            "3",
+            "--security-version",
+            "2",
+        ],
+    )
+    .code(5)
+    .stderr(contains(
+        "the expected identity (from --signer-id, --product-id, --security-version) cannot \
+         be checked",
+    ));
+    // MarbleRun's default: an era-config.json in the working directory is an expectation too.
+    std::fs::copy(&era, dir.path().join("era-config.json")).unwrap();
+    root_without_quote(dir.path(), &addr, &["--insecure-simulation"])
+        .code(5)
+        .stderr(contains("the expected identity (from ./era-config.json)"));
+    std::fs::remove_file(dir.path().join("era-config.json")).unwrap();
+    // A nonce asks for a fresh quote.
+    root_without_quote(
+        dir.path(),
+        &addr,
+        &["--insecure-simulation", "--nonce", "fresh"],
+    )
+    .code(5)
+    .stderr(contains("the nonce \"fresh\" cannot be bound to it"));
+    assert!(
+        !dir.path().join("pin.pem").exists(),
+        "a refused coordinator is not pinned"
+    );
+}
+
+#[test]
+fn a_missing_quote_fails_against_a_pinned_identity_unless_trusting_a_new_coordinator() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = fake_coordinator_quoting(true, None);
+    let pinned = dir.path().join("pin.pem.identity.json");
+    std::fs::write(
+        &pinned,
+        format!(
+            r#"{{"UniqueID":"{}","SignerID":"{}","ProductID":3,"SecurityVersion":2,"Debug":false}}"#,
+            "ab".repeat(32),
+            "cd".repeat(32)
+        ),
+    )
+    .unwrap();
+
+    root_without_quote(dir.path(), &addr, &["--insecure-simulation"])
+        .code(5)
+        .stderr(contains(format!(
+            "sent no quote, so the identity pinned in {} cannot be checked",
+            pinned.display()
+        )))
+        .stderr(contains("pass --trust-new-coordinator"));
+    root_without_quote(
+        dir.path(),
+        &addr,
+        &["--insecure-simulation", "--trust-new-coordinator"],
+    )
+    .code(0)
+    .stderr(contains("sent no quote; accepted"));
+}
+
+#[test]
+fn recover_never_sends_a_secret_to_a_coordinator_without_a_quote() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = fake_coordinator_quoting(true, None);
+    let (key, _, _) = crate::support::rsa_key(dir.path(), "holder");
+    let secret = crate::support::file(dir.path(), "secret.bin", [7u8; 32]);
+    let recover = |extra: &[&str]| {
+        quarry_in(dir.path())
+            .arg("recover")
+            .arg(&secret)
+            .arg(&addr)
+            .arg("--key")
+            .arg(&key)
+            .args(["--insecure-simulation"])
+            .args(extra)
+            .assert()
+    };
+    recover(&[])
+        .code(1)
+        .stderr(contains("no expected coordinator identity to check"));
+    recover(&["--unique-id", &"ab".repeat(32)])
+        .code(5)
+        .stderr(contains("sent no quote, so the expected identity"));
 }
