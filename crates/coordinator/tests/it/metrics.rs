@@ -534,6 +534,55 @@ fn marble_activations_are_counted_in_the_grpc_server_metrics_with_their_code() {
         .map(|(_, _, v)| v)
         .sum();
     assert_eq!(all_handled, 4.0);
+    // Calls to 50 invented methods (sent with curl over HTTP/2) share one set of series.
+    let key = crate::users::user_cert(dir, "caller", false);
+    let frame = crate::tools::file(dir, "empty-message", [0u8; 5]);
+    let mut curl = Command::new("curl");
+    curl.args([
+        "-sS",
+        "-k",
+        "--http2",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}\n",
+    ])
+    .arg("--cert")
+    .arg(&key.cert)
+    .arg("--key")
+    .arg(&key.key)
+    .args(["-H", "content-type: application/grpc", "-H", "te: trailers"])
+    .arg("--data-binary")
+    .arg(format!("@{}", frame.display()))
+    .arg(format!("https://{marble_api}/rpc.Marble/Invented[1-50]"));
+    let codes = String::from_utf8(run(&mut curl)).unwrap();
+    assert_eq!(codes.lines().filter(|l| *l == "200").count(), 50, "{codes}");
+    let unknown = [
+        ("grpc_method", "unknown"),
+        ("grpc_service", "unknown"),
+        ("grpc_type", "unknown"),
+    ];
+    let last = scrape(prometheus, "grpc_");
+    assert_eq!(
+        series(&last, "grpc_server_started_total", &unknown),
+        Some(50.0)
+    );
+    let mut unimplemented = unknown.to_vec();
+    unimplemented.push(("grpc_code", "Unimplemented"));
+    assert_eq!(
+        series(&last, "grpc_server_handled_total", &unimplemented),
+        Some(50.0)
+    );
+    assert_eq!(
+        series(&last, "grpc_server_started_total", &activate_labels),
+        Some(4.0)
+    );
+    assert!(
+        last.iter()
+            .all(|(_, labels, _)| labels.values().all(|v| !v.contains("Invented"))),
+        "an invented method has its own series"
+    );
+
     // The Coordinator's own activation counters agree.
     assert_eq!(
         value_of(&after, "coordinator_marble_activations_success_total"),
