@@ -405,7 +405,8 @@ impl Store {
     }
 
     /// Leaves recovery mode with a new, empty state: moves the old sealed files aside as
-    /// `<name>.discarded-<at>` (never overwriting anything), fsyncs the directory, and returns
+    /// `<name>.discarded-<at>` (never overwriting anything; `sealed_data` last, so a crash
+    /// leaves either recovery mode or every old file aside), fsyncs the directory, and returns
     /// the new paths. The store is then ready like a fresh one (seal mode
     /// [`SealMode::Disabled`] until a transaction sets one, a new data key).
     pub fn discard(&self, at: OffsetDateTime) -> Result<Vec<PathBuf>, StoreError> {
@@ -416,11 +417,15 @@ impl Store {
         let data_key = DataKey::generate().map_err(StoreError::Crypto)?;
         let stamp = discard_stamp(at);
         let mut moved = Vec::new();
+        // `sealed_data` goes last: until it is moved, a restart still finds the old state (and
+        // recovery mode). Moving it first would let a crash leave the old `sealed_key` in place
+        // beside no `sealed_data`, so the restarted Coordinator starts fresh and its first
+        // commit overwrites that key.
         for from in [
-            &self.paths.data,
-            &self.paths.key,
             &self.paths.key_tmp,
+            &self.paths.key,
             &self.paths.data_tmp,
+            &self.paths.data,
         ] {
             if !self.fs.exists(from).map_err(io_err("stat", from))? {
                 continue;

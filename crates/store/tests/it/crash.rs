@@ -217,3 +217,50 @@ fn a_crash_during_key_rotation_asks_for_both_key_versions() {
     assert_eq!(store.snapshot().get(b"generation"), Some(&b"2"[..]));
     assert_eq!(store.wrap_keys(), vec![hsm_ref("v2")]);
 }
+
+/// Discards the unrecoverable generation 1 (opened by an enclave that cannot unseal it),
+/// crashing at step `crash_at`, then reopens, sets a new state if the store starts fresh, and
+/// returns the files.
+fn crash_discard(crash_at: u64, model: Crash) -> (MemFs, Vec<u8>, Vec<u8>) {
+    let (fs, enclave) = setup();
+    let files = fs.files();
+    let old_data = files[std::path::Path::new("/seal/sealed_data")].clone();
+    let old_key = files[std::path::Path::new("/seal/sealed_key")].clone();
+    let moved = TestEnclave::new(9, 9);
+
+    let store = Store::open_with_fs(DIR, moved.clone(), Arc::new(fs.clone())).unwrap();
+    assert!(store.unseal(&[]).is_err());
+    fs.crash_in(crash_at);
+    let _ = store.discard(time::macros::datetime!(2026-12-04 17:03:00 UTC));
+    drop(store);
+    fs.crash(model);
+
+    let store = Store::open_with_fs(DIR, moved, Arc::new(fs.clone())).unwrap();
+    match store.status() {
+        // Not discarded (yet): still in recovery mode, to be discarded or recovered again.
+        Status::Sealed => assert!(store.unseal(&[]).is_err()),
+        // Discarded: a new state is set, which must not overwrite any old file.
+        Status::Ready => {
+            commit_entries(&store, &generation(ENTRIES, 2), SealMode::ProductKey).unwrap()
+        }
+        other => panic!("{model:?} step {crash_at}: status {other:?}"),
+    }
+    (fs, old_data, old_key)
+}
+
+#[test]
+fn a_crash_while_discarding_never_loses_an_old_sealed_file() {
+    for model in MODELS {
+        for crash_at in 0..6 {
+            let (fs, old_data, old_key) = crash_discard(crash_at, model);
+            let files = fs.files();
+            for (what, old) in [("sealed_data", &old_data), ("sealed_key", &old_key)] {
+                assert!(
+                    files.values().any(|bytes| bytes == old),
+                    "{model:?} step {crash_at}: the old {what} is gone: {:?}",
+                    files.keys().collect::<Vec<_>>()
+                );
+            }
+        }
+    }
+}
