@@ -216,7 +216,7 @@ impl Dev<'_> {
             "starting quarry-coordinator (simulated SGX, MRSIGNER of the policy, SVN 2, product 3)",
         );
         let mut env = emulator.coordinator_env();
-        env.retain(|(k, _)| !k.starts_with("QUARRY_INSECURE_SIM"));
+        env.retain(|(k, _)| !k.starts_with("QUARRY_INSECURE_"));
         env.extend(identity().iter().map(|(k, v)| ((*k).into(), (*v).into())));
         env.push(("QUARRY_INSECURE_SIM_MRENCLAVE".into(), DEV_MRENCLAVE.into()));
         env.push(("QUARRY_HSM_RETRY_MAX_DELAY".into(), "1s".into()));

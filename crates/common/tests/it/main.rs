@@ -1,0 +1,3 @@
+//! Integration tests of `quarry-common`, and checks that span the workspace.
+
+mod config_docs;
