@@ -290,3 +290,180 @@ fn authenticate_with(ca: &CoordinatorCa, leaf: &[u8]) -> Result<MarbleCaller, Ma
         OffsetDateTime::now_utc(),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quarry_pki::{CaNames, SystemRandom};
+    use rcgen::{
+        CertificateParams, CustomExtension, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    };
+    use time::Duration as Span;
+
+    const UUID: &str = "6ba7b810-9dad-11d1-80b4-00c04fd430c8";
+
+    fn ca() -> CoordinatorCa {
+        let now = OffsetDateTime::now_utc();
+        CoordinatorCa::generate(&CaNames::parse("localhost"), now, &SystemRandom).unwrap()
+    }
+
+    /// A certificate like a Marble's, issued by `ca`'s Marble root with its key, after `change`.
+    fn leaf(ca: &CoordinatorCa, change: impl FnOnce(&mut CertificateParams)) -> Vec<u8> {
+        let now = OffsetDateTime::now_utc();
+        let mut params = CertificateParams::default();
+        params.distinguished_name.push(DnType::CommonName, UUID);
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.not_before = now - Span::days(1);
+        params.not_after = now + Span::days(1);
+        params.custom_extensions = vec![CustomExtension::from_oid_content(
+            MARBLE_TYPE_EXTENSION_OID,
+            b"web".to_vec(),
+        )];
+        change(&mut params);
+        let root = CertificateDer::from(ca.marble_root_certificate_der());
+        let issuer = Issuer::from_ca_cert_der(&root, ca.intermediate_key()).unwrap();
+        let key = KeyPair::generate().unwrap();
+        params.signed_by(&key, &issuer).unwrap().der().to_vec()
+    }
+
+    fn check(ca: &CoordinatorCa, leaf: &[u8]) -> Result<MarbleCaller, MarbleAuthError> {
+        authenticate_marble(
+            ca.marble_root_certificate_der(),
+            Some(leaf),
+            OffsetDateTime::now_utc(),
+        )
+    }
+
+    fn untrusted(result: Result<MarbleCaller, MarbleAuthError>) -> String {
+        match result {
+            Err(MarbleAuthError::Untrusted { reason }) => reason,
+            other => panic!("expected an untrusted certificate, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn accepts_the_certificate_a_marble_receives_at_activation() {
+        let ca = ca();
+        let key = KeyPair::generate().unwrap();
+        let csr = CertificateParams::default()
+            .serialize_request(&key)
+            .unwrap()
+            .der()
+            .to_vec();
+        let uuid = *uuid::Uuid::parse_str(UUID).unwrap().as_bytes();
+        let now = OffsetDateTime::now_utc();
+        let issued = ca
+            .issue_marble_certificate(&csr, "backend", &uuid, now, &SystemRandom)
+            .unwrap();
+        let caller = check(&ca, issued.certificate_der()).unwrap();
+        assert_eq!(caller.marble_type(), "backend");
+        assert_eq!(caller.uuid().to_string(), UUID);
+
+        // Another Coordinator's Marble root does not accept it.
+        let reason = untrusted(check(&self::ca(), issued.certificate_der()));
+        assert!(reason.starts_with("certificate "), "{reason}");
+    }
+
+    #[test]
+    fn refuses_certificates_outside_their_validity() {
+        let ca = ca();
+        let now = OffsetDateTime::now_utc();
+        let expired = leaf(&ca, |p| {
+            p.not_before = now - Span::days(3);
+            p.not_after = now - Span::days(2);
+        });
+        assert!(untrusted(check(&ca, &expired)).starts_with("certificate expired at "));
+        let early = leaf(&ca, |p| {
+            p.not_before = now + Span::days(2);
+            p.not_after = now + Span::days(3);
+        });
+        assert!(untrusted(check(&ca, &early)).starts_with("certificate is not valid before "));
+        // The same certificates at a time inside their validity.
+        let at = now + Span::days(2) + Span::hours(1);
+        authenticate_marble(ca.marble_root_certificate_der(), Some(&early), at).unwrap();
+    }
+
+    #[test]
+    fn refuses_names_that_are_not_marble_uuids() {
+        let ca = ca();
+        for (common_name, expected) in [
+            (Some("web"), "web"),
+            (
+                Some("00000000-0000-0000-0000-000000000000"),
+                "00000000-0000-0000-0000-000000000000",
+            ),
+            (None, ""),
+        ] {
+            let cert = leaf(&ca, |p| {
+                p.distinguished_name = rcgen::DistinguishedName::new();
+                if let Some(cn) = common_name {
+                    p.distinguished_name.push(DnType::CommonName, cn);
+                }
+            });
+            assert_eq!(
+                check(&ca, &cert).unwrap_err(),
+                MarbleAuthError::CommonName {
+                    common_name: expected.to_owned()
+                }
+            );
+        }
+        // Go's other UUID forms are accepted.
+        let cert = leaf(&ca, |p| {
+            p.distinguished_name = rcgen::DistinguishedName::new();
+            p.distinguished_name.push(
+                DnType::CommonName,
+                format!("urn:uuid:{}", UUID.to_uppercase()),
+            );
+        });
+        assert_eq!(check(&ca, &cert).unwrap().uuid().to_string(), UUID);
+    }
+
+    #[test]
+    fn refuses_certificates_without_a_marble_type() {
+        let ca = ca();
+        let none = leaf(&ca, |p| p.custom_extensions.clear());
+        assert_eq!(
+            check(&ca, &none).unwrap_err(),
+            MarbleAuthError::NoMarbleType
+        );
+        let binary = leaf(&ca, |p| {
+            p.custom_extensions = vec![CustomExtension::from_oid_content(
+                MARBLE_TYPE_EXTENSION_OID,
+                vec![0xff, 0xfe],
+            )];
+        });
+        assert_eq!(
+            check(&ca, &binary).unwrap_err(),
+            MarbleAuthError::MarbleTypeNotText
+        );
+    }
+
+    #[test]
+    fn refuses_wrong_usages_ca_certificates_and_garbage() {
+        let ca = ca();
+        let client_only = leaf(&ca, |p| {
+            p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        });
+        assert!(untrusted(check(&ca, &client_only)).contains("extended key usage"));
+        // Without the extension every usage is allowed, as in Go.
+        let no_eku = leaf(&ca, |p| p.extended_key_usages.clear());
+        check(&ca, &no_eku).unwrap();
+
+        let root = ca.marble_root_certificate_der().to_vec();
+        assert!(check(&ca, &root).is_err());
+        assert!(untrusted(check(&ca, b"garbage")).starts_with("certificate does not parse"));
+        assert_eq!(
+            authenticate_marble(
+                ca.marble_root_certificate_der(),
+                None,
+                OffsetDateTime::now_utc()
+            )
+            .unwrap_err(),
+            MarbleAuthError::NoCertificate
+        );
+    }
+}

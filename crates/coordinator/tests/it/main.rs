@@ -1,7 +1,9 @@
 //! Integration tests of the Coordinator.
 
+mod activation;
 mod api;
 mod bad_input;
+mod counter;
 mod helm;
 mod hsm;
 mod marble;
@@ -9,6 +11,7 @@ mod metrics;
 mod rbac;
 mod review_client_certs;
 mod secrets;
+mod sign_quote;
 mod tools;
 mod updates;
 mod users;

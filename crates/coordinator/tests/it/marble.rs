@@ -6,19 +6,16 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
-use quarry_enclave::Enclave;
-use quarry_enclave::simulation::{Simulation, SimulationSettings};
-use quarry_marble_api::{ActivationReq, Parameters};
+use quarry_marble_api::ActivationReq;
 use quarry_premain::client::{ServerTrust, activate_once, client_config};
 use quarry_premain::identity::MarbleIdentity;
 use quarry_testkit::coordinator::Coordinator;
 use serde_json::json;
 use tonic::Code;
 
+use crate::activation::{Client, SIGNER, simulated_quote};
 use crate::tools::{Trust, b64, file, openssl};
 use crate::workflow::set_manifest;
-
-const SIGNER: &str = "abababababababababababababababababababababababababababababababab";
 
 /// The identity the Marbles' simulated quotes carry (package `pkg`).
 const SIM_ENV: [(&str, &str); 4] = [
@@ -311,49 +308,6 @@ fn premain_delivers_every_secret_and_max_activations_stops_the_third() {
     let addr = c.service().addr("marble_api").to_string();
     let again = run_premain(&addr, &dir.join("marble-four"), "app", &program);
     assert!(!again.status.success());
-}
-
-/// The premain's client over real TLS, with a quote made here.
-struct Client {
-    addr: String,
-    runtime: tokio::runtime::Runtime,
-}
-
-impl Client {
-    fn new(c: &mut Coordinator) -> Self {
-        Self {
-            addr: c.service().addr("marble_api").to_string(),
-            runtime: tokio::runtime::Runtime::new().unwrap(),
-        }
-    }
-
-    fn send(
-        &self,
-        identity: &MarbleIdentity,
-        quote: Vec<u8>,
-        marble_type: &str,
-        uuid: &str,
-    ) -> Result<Parameters, tonic::Status> {
-        let tls = Arc::new(client_config(identity, &ServerTrust::Unverified).unwrap());
-        let request = ActivationReq {
-            quote,
-            csr: identity.csr_der().to_vec(),
-            marble_type: marble_type.to_owned(),
-            uuid: uuid.to_owned(),
-        };
-        self.runtime
-            .block_on(activate_once(&self.addr, tls, request))
-    }
-}
-
-fn simulated_quote(report_data: &[u8; 64]) -> Vec<u8> {
-    let dir = tempfile::tempdir().unwrap();
-    let mut settings = SimulationSettings::new(dir.path());
-    settings.identity.mrsigner = hex::decode(SIGNER).unwrap().try_into().unwrap();
-    settings.identity.isv_prod_id = 3;
-    settings.identity.isv_svn = 2;
-    let sim = Simulation::new(settings).unwrap();
-    quarry_enclave::quote::with_open_enclave_header(&sim.quote(report_data).unwrap())
 }
 
 const UUID: &str = "6ba7b810-9dad-11d1-80b4-00c04fd430c8";

@@ -72,9 +72,11 @@ async fn monotonic_counter(
         return Err(ApiError::error(StatusCode::FORBIDDEN, NOT_ENABLED));
     }
     let leaf = leaf(request.extensions());
+    // The body is read before any refusal, so that HTTP/2 clients still sending it do not see
+    // their stream reset; it is parsed after authentication, as in MarbleRun.
+    let body = read_body(request.into_body(), MAX_BODY_BYTES).await?;
     let c = Arc::clone(&core);
     let marble = run(move || c.authenticate_marble(leaf.as_deref())).await?;
-    let body = read_body(request.into_body(), MAX_BODY_BYTES).await?;
     let (name, value) = parse_counter_request(&body)?;
 
     let previous = run(move || core.set_monotonic_counter(&marble, &name, value)).await?;
