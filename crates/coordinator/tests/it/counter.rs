@@ -11,7 +11,8 @@ use quarry_testkit::coordinator::Coordinator;
 use serde_json::json;
 
 use crate::activation::{Client, SIGNER, simulated_quote};
-use crate::tools::{Answer, Trust, curl, file, openssl};
+use crate::tools::{Answer, Trust, b64, curl, file, openssl};
+use crate::users::user_cert;
 use crate::workflow::set_manifest;
 
 const UUID_A: &str = "6ba7b810-9dad-11d1-80b4-00c04fd430c8";
@@ -316,4 +317,55 @@ fn concurrent_increments_are_serialised_and_none_is_lost() {
         c.log().matches("monotonic counter increased").count(),
         raised.len()
     );
+}
+
+#[test]
+fn certificates_from_before_an_update_that_rotated_the_marble_root_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut c = Coordinator::start(dir).unwrap();
+    let carol = user_cert(dir, "carol", false);
+    let manifest = json!({
+        "Packages": {"pkg": {"SignerID": SIGNER, "ProductID": 3, "SecurityVersion": 1}},
+        "Marbles": {"app": {"Package": "pkg"}},
+        "Users": {"carol": {"Certificate": carol.pem, "Roles": ["pkg"]}},
+        "Roles": {"pkg": {"ResourceType": "Packages", "ResourceNames": ["pkg"], "Actions": ["UpdateSecurityVersion"]}},
+        "Config": {"FeatureGates": ["MonotonicCounter"]}
+    });
+    set_manifest(
+        &c,
+        &Trust::Insecure,
+        dir,
+        &serde_json::to_vec(&manifest).unwrap(),
+    );
+    let before = activate(&mut c, dir, "app", UUID_A).args();
+    assert_eq!(previous(&set(&c, dir, &before, "ctr", 4)), 0);
+
+    // A package update rotates the intermediate and the Marble root.
+    let update = json!({"Packages": {"pkg": {"SecurityVersion": 2}}}).to_string();
+    let body = file(
+        dir,
+        "update.json",
+        json!({ "manifest": b64(update.as_bytes()) }).to_string(),
+    );
+    let cert = carol.cert.display().to_string();
+    let key = carol.key.display().to_string();
+    let answer = curl(
+        &Trust::Insecure,
+        "POST",
+        &c.url("/api/v2/update"),
+        Some(&body),
+        &["--cert", &cert, "--key", &key],
+    );
+    assert_eq!(answer.data()["missingAcknowledgments"], 0);
+
+    let answer = set(&c, dir, &before, "ctr", 5);
+    assert_refused(
+        &answer,
+        401,
+        "client certificate is not a valid marble certificate of this coordinator",
+    );
+    // The Marble activated again (same type and UUID, new certificate) keeps its counter.
+    let after = activate(&mut c, dir, "app", UUID_A).args();
+    assert_eq!(previous(&set(&c, dir, &after, "ctr", 5)), 4);
 }
