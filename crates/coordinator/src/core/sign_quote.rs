@@ -330,6 +330,35 @@ mod tests {
         assert!(!verify(&ca, other_status.as_bytes(), &signed.signature));
         // And only the root key made it.
         assert!(!verify(&self::ca(), message.as_bytes(), &signed.signature));
+
+        // The check the Client API documentation gives, with openssl.
+        let dir = tempfile::tempdir().unwrap();
+        let path = |name: &str| dir.path().join(name).display().to_string();
+        std::fs::write(path("sig"), &signed.signature).unwrap();
+        std::fs::write(path("message"), &message).unwrap();
+        std::fs::write(path("root.pem"), ca.root_certificate_pem()).unwrap();
+        let openssl = |args: &[&str]| {
+            let out = std::process::Command::new("openssl")
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            out.stdout
+        };
+        let public = openssl(&["x509", "-in", &path("root.pem"), "-pubkey", "-noout"]);
+        std::fs::write(path("root.pub"), public).unwrap();
+        let verify_args = [
+            "dgst",
+            "-sha256",
+            "-verify",
+            &path("root.pub"),
+            "-signature",
+        ];
+        openssl(&[&verify_args[..], &[&path("sig"), &path("message")]].concat());
     }
 
     #[tokio::test]
