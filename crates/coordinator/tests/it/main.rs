@@ -11,6 +11,7 @@ mod metrics;
 mod rbac;
 mod review_client_certs;
 mod review_recovery;
+mod review_restarts;
 mod secrets;
 mod sign_quote;
 mod tools;
