@@ -274,7 +274,7 @@ impl Core {
         tracing::info!(
             marble_type = %caller.marble_type,
             uuid = %caller.uuid,
-            counter = %name,
+            counter = ?name,
             previous,
             value,
             "monotonic counter increased"

@@ -246,7 +246,7 @@ fn monotonic_counters_only_grow_per_marble_and_name_and_survive_a_restart() {
         "{log}"
     );
     assert!(
-        log.contains(&format!("marble_type=db uuid={UUID_A} counter=ctr")),
+        log.contains(&format!("marble_type=db uuid={UUID_A} counter=\"ctr\"")),
         "{log}"
     );
 
