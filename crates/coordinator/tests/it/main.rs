@@ -10,6 +10,7 @@ mod marble;
 mod metrics;
 mod rbac;
 mod review_client_certs;
+mod review_logs;
 mod review_recovery;
 mod review_restarts;
 mod secrets;
