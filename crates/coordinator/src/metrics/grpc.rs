@@ -22,6 +22,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::OnceLock;
 use std::task::{Context, Poll};
 
 use axum::body::Bytes;
@@ -56,13 +57,58 @@ pub const CODES: [&str; 17] = [
     "Unauthenticated",
 ];
 
+/// The status codes `Canceled`, `Unknown` and `Internal` by number.
+const CANCELED: usize = 1;
+const UNKNOWN_CODE: usize = 2;
+const INTERNAL: usize = 13;
+
 /// The Marble API's gRPC server metrics.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct GrpcMetrics {
+    families: Families,
+    /// The series of each of [`METHODS`], in its order.
+    served: Vec<Counters>,
+    /// The series of every other path, created with the first such call.
+    unknown: OnceLock<Counters>,
+}
+
+/// The four counter families.
+#[derive(Debug, Clone)]
+struct Families {
     started: IntCounterVec,
     handled: IntCounterVec,
     received: IntCounterVec,
     sent: IntCounterVec,
+}
+
+/// The series of one method.
+#[derive(Debug)]
+struct Counters {
+    started: IntCounter,
+    received: IntCounter,
+    sent: IntCounter,
+    /// By code number, as [`CODES`].
+    handled: Vec<IntCounter>,
+}
+
+impl Counters {
+    fn new(families: &Families, labels: [&str; 3]) -> Result<Self, prometheus::Error> {
+        let [kind, service, method] = labels;
+        let handled = CODES
+            .iter()
+            .map(|code| {
+                families
+                    .handled
+                    .get_metric_with_label_values(&[kind, service, method, code])
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            started: families.started.get_metric_with_label_values(&labels)?,
+            received: families.received.get_metric_with_label_values(&labels)?,
+            sent: families.sent.get_metric_with_label_values(&labels)?,
+            handled,
+        })
+    }
 }
 
 impl GrpcMetrics {
@@ -74,59 +120,83 @@ impl GrpcMetrics {
             registry.register(Box::new(counter.clone()))?;
             Ok::<_, prometheus::Error>(counter)
         };
-        let started = counter(
-            "grpc_server_started_total",
-            "Total number of RPCs started on the server.",
-            &LABELS,
-        )?;
-        let handled = counter(
-            "grpc_server_handled_total",
-            "Total number of RPCs completed on the server, regardless of success or failure.",
-            &["grpc_type", "grpc_service", "grpc_method", "grpc_code"],
-        )?;
-        let received = counter(
-            "grpc_server_msg_received_total",
-            "Total number of RPC stream messages received on the server.",
-            &LABELS,
-        )?;
-        let sent = counter(
-            "grpc_server_msg_sent_total",
-            "Total number of gRPC stream messages sent by the server.",
-            &LABELS,
-        )?;
-        for labels in METHODS {
-            started.with_label_values(&labels);
-            received.with_label_values(&labels);
-            sent.with_label_values(&labels);
-            for code in CODES {
-                handled.with_label_values(&[labels[0], labels[1], labels[2], code]);
-            }
-        }
+        let families = Families {
+            started: counter(
+                "grpc_server_started_total",
+                "Total number of RPCs started on the server.",
+                &LABELS,
+            )?,
+            handled: counter(
+                "grpc_server_handled_total",
+                "Total number of RPCs completed on the server, regardless of success or failure.",
+                &["grpc_type", "grpc_service", "grpc_method", "grpc_code"],
+            )?,
+            received: counter(
+                "grpc_server_msg_received_total",
+                "Total number of RPC stream messages received on the server.",
+                &LABELS,
+            )?,
+            sent: counter(
+                "grpc_server_msg_sent_total",
+                "Total number of gRPC stream messages sent by the server.",
+                &LABELS,
+            )?,
+        };
+        let served = METHODS
+            .iter()
+            .map(|labels| Counters::new(&families, *labels))
+            .collect::<Result<_, _>>()?;
         Ok(Self {
-            started,
-            handled,
-            received,
-            sent,
+            families,
+            served,
+            unknown: OnceLock::new(),
         })
     }
+
+    /// The series of a call to `path`.
+    fn counters(&self, path: &str) -> Option<&Counters> {
+        match method_index(path) {
+            Some(index) => self.served.get(index),
+            None => match self.unknown.get() {
+                Some(counters) => Some(counters),
+                None => match Counters::new(&self.families, [UNKNOWN; 3]) {
+                    Ok(counters) => Some(self.unknown.get_or_init(|| counters)),
+                    Err(error) => {
+                        tracing::error!(%error, "grpc metrics of unknown methods");
+                        None
+                    }
+                },
+            },
+        }
+    }
+}
+
+/// The index in [`METHODS`] of the method `path` names.
+fn method_index(path: &str) -> Option<usize> {
+    let named = path.strip_prefix('/').and_then(|rest| rest.split_once('/'));
+    METHODS
+        .iter()
+        .position(|[_, service, method]| named == Some((*service, *method)))
 }
 
 /// The labels (`grpc_type`, `grpc_service`, `grpc_method`) of a request to `path`.
 pub fn labels_of(path: &str) -> [&'static str; 3] {
-    let named = path.strip_prefix('/').and_then(|rest| rest.split_once('/'));
-    METHODS
-        .into_iter()
-        .find(|[_, service, method]| named == Some((*service, *method)))
-        .unwrap_or([UNKNOWN; 3])
+    method_index(path).map_or([UNKNOWN; 3], |index| METHODS[index])
+}
+
+/// The number of the gRPC status code `value` (a `grpc-status` header value); `Unknown` for
+/// anything that is not one.
+fn code_number(value: &[u8]) -> usize {
+    std::str::from_utf8(value)
+        .ok()
+        .and_then(|text| text.trim().parse::<usize>().ok())
+        .filter(|code| *code < CODES.len())
+        .unwrap_or(UNKNOWN_CODE)
 }
 
 /// The name of the gRPC status code `value` (a `grpc-status` header value).
 pub fn code_name(value: &[u8]) -> &'static str {
-    std::str::from_utf8(value)
-        .ok()
-        .and_then(|text| text.trim().parse::<usize>().ok())
-        .and_then(|code| CODES.get(code).copied())
-        .unwrap_or("Unknown")
+    CODES[code_number(value)]
 }
 
 /// The tower layer counting every call in [`GrpcMetrics`].
@@ -178,28 +248,24 @@ where
     }
 
     fn call(&mut self, request: Request<tonic::body::Body>) -> Self::Future {
-        let metrics = self.metrics;
-        let labels = labels_of(request.uri().path());
-        metrics.started.with_label_values(&labels).inc();
-        let received = metrics.received.with_label_values(&labels);
-        let request = request.map(|body| tonic::body::Body::new(Counted::new(body, received)));
+        let metrics: &'static GrpcMetrics = self.metrics;
+        let Some(counters) = metrics.counters(request.uri().path()) else {
+            let future = self.inner.call(request);
+            return Box::pin(async move { Ok(future.await?.map(tonic::body::Body::new)) });
+        };
+        counters.started.inc();
+        let request = request
+            .map(|body| tonic::body::Body::new(Counted::new(body, &counters.received, None)));
         let future = self.inner.call(request);
         Box::pin(async move {
             let response = future.await?;
-            let handled = Handled {
-                counters: metrics.handled.clone(),
-                labels,
-                done: false,
-            };
-            let sent = metrics.sent.with_label_values(&labels);
             let (parts, body) = response.into_parts();
             let ended = body.is_end_stream();
-            let mut body = Counted::new(body, sent);
-            body.handled = Some(handled);
+            let mut body = Counted::new(body, &counters.sent, Some(counters.handled.as_slice()));
             // A trailers-only answer (every refusal) carries its status in the headers.
             match parts.headers.get("grpc-status") {
-                Some(status) => body.status(code_name(status.as_bytes())),
-                None if ended => body.status("Unknown"),
+                Some(status) => body.status(code_number(status.as_bytes())),
+                None if ended => body.status(UNKNOWN_CODE),
                 None => {}
             }
             Ok(Response::from_parts(parts, tonic::body::Body::new(body)))
@@ -207,47 +273,32 @@ where
     }
 }
 
-/// Counts `handled` once.
-struct Handled {
-    counters: IntCounterVec,
-    labels: [&'static str; 3],
-    done: bool,
-}
-
-impl Handled {
-    fn record(&mut self, code: &str) {
-        if !self.done {
-            self.done = true;
-            let [kind, service, method] = self.labels;
-            self.counters
-                .with_label_values(&[kind, service, method, code])
-                .inc();
-        }
-    }
-}
-
 /// A body whose complete gRPC messages are counted, and, for a response, whose final status is
-/// counted in `handled`.
+/// counted once in `handled` (by code number).
 struct Counted<B> {
     inner: B,
     messages: MessageCounter,
-    counter: IntCounter,
-    handled: Option<Handled>,
+    counter: &'static IntCounter,
+    handled: Option<&'static [IntCounter]>,
 }
 
 impl<B: HttpBody<Data = Bytes> + Unpin> Counted<B> {
-    fn new(inner: B, counter: IntCounter) -> Self {
+    fn new(inner: B, counter: &'static IntCounter, handled: Option<&'static [IntCounter]>) -> Self {
         Self {
             inner,
             messages: MessageCounter::default(),
             counter,
-            handled: None,
+            handled,
         }
     }
+}
 
-    fn status(&mut self, code: &str) {
-        if let Some(handled) = &mut self.handled {
-            handled.record(code);
+impl<B> Counted<B> {
+    fn status(&mut self, code: usize) {
+        if let Some(handled) = self.handled.take()
+            && let Some(counter) = handled.get(code)
+        {
+            counter.inc();
         }
     }
 }
@@ -269,12 +320,12 @@ impl<B: HttpBody<Data = Bytes> + Unpin> HttpBody for Counted<B> {
                 } else if let Some(trailers) = frame.trailers_ref() {
                     let code = trailers
                         .get("grpc-status")
-                        .map_or("Unknown", |v| code_name(v.as_bytes()));
+                        .map_or(UNKNOWN_CODE, |v| code_number(v.as_bytes()));
                     this.status(code);
                 }
             }
-            Poll::Ready(None) => this.status("Unknown"),
-            Poll::Ready(Some(Err(_))) => this.status("Internal"),
+            Poll::Ready(None) => this.status(UNKNOWN_CODE),
+            Poll::Ready(Some(Err(_))) => this.status(INTERNAL),
             Poll::Pending => {}
         }
         polled
@@ -291,9 +342,7 @@ impl<B: HttpBody<Data = Bytes> + Unpin> HttpBody for Counted<B> {
 
 impl<B> Drop for Counted<B> {
     fn drop(&mut self) {
-        if let Some(handled) = &mut self.handled {
-            handled.record("Canceled");
-        }
+        self.status(CANCELED);
     }
 }
 

@@ -113,11 +113,8 @@ impl HttpMetrics {
     }
 
     async fn track(&self, request: Request, next: Next) -> Response {
-        let path = request
-            .extensions()
-            .get::<MatchedPath>()
-            .map(|matched| matched.as_str().to_owned());
-        let path = path.as_deref().unwrap_or(UNKNOWN_PATH);
+        let matched = request.extensions().get::<MatchedPath>().cloned();
+        let path = matched.as_ref().map_or(UNKNOWN_PATH, MatchedPath::as_str);
         let method = method_label(request.method());
         self.request_size
             .with_label_values(&[path])
