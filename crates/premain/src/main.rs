@@ -7,7 +7,7 @@ fn main() -> ExitCode {
     let json = std::env::var("EDG_LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
     let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(quarry_common::log::ansi_for_stderr())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("QUARRY_LOG")
                 .unwrap_or_else(|_| "info".into()),
