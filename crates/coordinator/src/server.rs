@@ -4,20 +4,43 @@
 //! Only the leaf is passed on — the certificate whose key the handshake proved. Certificates a
 //! client appends after it prove nothing and are dropped here, so no handler can match a user on
 //! them.
+//!
+//! No unauthenticated client can hold a connection without making requests: the TLS handshake
+//! is bounded ([`HANDSHAKE_TIMEOUT`]), and a connection on which no request has been in
+//! progress for [`IDLE_TIMEOUT`] is shut down — whether the client sent nothing, sends a
+//! request byte by byte, never finishes the HTTP/2 preface, or just keeps the connection open.
+//! Within that, an HTTP/1.1 request's headers must arrive within [`HEADER_READ_TIMEOUT`], and an
+//! HTTP/2 peer must answer pings ([`HTTP2_KEEP_ALIVE`]); hyper applies those only with a timer,
+//! which is set here. The HTTP version follows ALPN (`h2` or else HTTP/1.1), as in Go's server,
+//! so no time is spent guessing it from the first bytes.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::Router;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::pki_types::CertificateDer;
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 /// How long a TLS handshake may take before the connection is dropped.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long an HTTP/1.1 client may take to send a request's headers, counted from the end of
+/// the handshake or of the previous response.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Interval of HTTP/2 keep-alive pings, and how long one may go unanswered before the connection
+/// is closed.
+pub const HTTP2_KEEP_ALIVE: Duration = Duration::from_secs(30);
+
+/// How long a connection may go without a request in progress before it is shut down; also how
+/// long that shutdown may take before the connection is dropped.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The leaf certificate the client proved possession of, if it presented one.
 #[derive(Debug, Clone, Default)]
@@ -25,6 +48,26 @@ pub struct PeerCertificate(pub Option<CertificateDer<'static>>);
 
 /// Serves `router` on `listener` with TLS until the task is dropped.
 pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, router: Router) {
+    serve_with(listener, tls, router, IDLE_TIMEOUT).await;
+}
+
+/// [`serve`] with another idle timeout (tests shorten it).
+async fn serve_with(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    router: Router,
+    idle_timeout: Duration,
+) {
+    let mut http = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    http.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT.min(idle_timeout));
+    http.http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(HTTP2_KEEP_ALIVE)
+        .keep_alive_timeout(HTTP2_KEEP_ALIVE);
+    let http1 = Arc::new(http.clone().http1_only());
+    let http2 = Arc::new(http.http2_only());
     let acceptor = TlsAcceptor::from(tls);
     loop {
         let (tcp, peer) = match listener.accept().await {
@@ -38,6 +81,7 @@ pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, router
         };
         let acceptor = acceptor.clone();
         let router = router.clone();
+        let (http1, http2) = (Arc::clone(&http1), Arc::clone(&http2));
         tokio::spawn(async move {
             let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(stream)) => stream,
@@ -50,24 +94,251 @@ pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, router
                     return;
                 }
             };
-            let leaf = stream
-                .get_ref()
-                .1
+            let session = stream.get_ref().1;
+            let leaf = session
                 .peer_certificates()
                 .and_then(|chain| chain.first())
                 .map(|cert| cert.clone().into_owned());
+            let http = if session.alpn_protocol() == Some(b"h2") {
+                http2
+            } else {
+                http1
+            };
             let peer_cert = PeerCertificate(leaf);
+            let activity = Activity::new();
+            let requests = Arc::clone(&activity);
             let service =
                 hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
                     request.extensions_mut().insert(peer_cert.clone());
-                    router.clone().oneshot(request)
+                    let in_flight = requests.begin();
+                    let response = router.clone().oneshot(request);
+                    async move {
+                        let response = response.await;
+                        drop(in_flight);
+                        response
+                    }
                 });
-            let result = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let connection = http.serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(connection);
+            let result = tokio::select! {
+                result = connection.as_mut() => result,
+                () = activity.idle(idle_timeout) => {
+                    tracing::debug!(%peer, "closing an idle connection");
+                    connection.as_mut().graceful_shutdown();
+                    match tokio::time::timeout(idle_timeout, connection).await {
+                        Ok(result) => result,
+                        Err(_) => Ok(()),
+                    }
+                }
+            };
             if let Err(error) = result {
                 tracing::debug!(%peer, %error, "connection ended with an error");
             }
         });
+    }
+}
+
+/// The requests in progress on one connection, and when the last one ended (or the connection
+/// started).
+struct Activity {
+    state: Mutex<(usize, Instant)>,
+    changed: Notify,
+}
+
+impl Activity {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            state: Mutex::new((0, Instant::now())),
+            changed: Notify::new(),
+        })
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, (usize, Instant)> {
+        // The guarded pair is updated whole; a panic while it was held cannot tear it.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Counts a request as in progress until the returned guard is dropped.
+    fn begin(self: &Arc<Self>) -> InFlight {
+        self.state().0 += 1;
+        self.changed.notify_waiters();
+        InFlight(Arc::clone(self))
+    }
+
+    /// Resolves once no request has been in progress for `idle`.
+    async fn idle(&self, idle: Duration) {
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            // Registered before the state is read, so no change in between is missed.
+            changed.as_mut().enable();
+            let (in_flight, since) = *self.state();
+            if in_flight > 0 {
+                changed.await;
+                continue;
+            }
+            let deadline = since + idle;
+            if Instant::now() >= deadline {
+                return;
+            }
+            tokio::select! {
+                () = tokio::time::sleep_until(deadline) => {}
+                () = changed => {}
+            }
+        }
+    }
+}
+
+/// A request in progress (see [`Activity::begin`]).
+struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        {
+            let mut state = self.0.state();
+            state.0 -= 1;
+            state.1 = Instant::now();
+        }
+        self.0.changed.notify_waiters();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::routing::get;
+    use quarry_pki::{CaNames, CoordinatorCa, SystemRandom};
+    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_rustls::TlsConnector;
+
+    use super::*;
+    use crate::tls::tests::AnyServer;
+    use crate::tls::{SwappableCert, provider, server_config};
+
+    /// A guard against a hang when the server fails to close: far above the timeouts under test.
+    const GUARD: Duration = Duration::from_secs(120);
+
+    async fn server(header_read_timeout: Duration) -> std::net::SocketAddr {
+        let ca = CoordinatorCa::generate(
+            &CaNames::parse("localhost"),
+            time::OffsetDateTime::now_utc(),
+            &SystemRandom,
+        )
+        .unwrap();
+        let cert = Arc::new(SwappableCert::default());
+        cert.set(
+            vec![CertificateDer::from(ca.root_certificate_der().to_vec())],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+                ca.root_key().to_pkcs8_der().unwrap().to_vec(),
+            )),
+        )
+        .unwrap();
+        let tls = server_config(cert, false, &[b"h2", b"http/1.1"]).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router = Router::new().route("/ping", get(|| async { "pong" }));
+        tokio::spawn(serve_with(
+            listener,
+            Arc::new(tls),
+            router,
+            header_read_timeout,
+        ));
+        addr
+    }
+
+    async fn connect(
+        addr: std::net::SocketAddr,
+        alpn: &[u8],
+    ) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+        let mut config = rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyServer(provider())))
+            .with_no_client_auth();
+        config.alpn_protocols = vec![alpn.to_vec()];
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        TlsConnector::from(Arc::new(config))
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+            .unwrap()
+    }
+
+    /// Reads until the server closes the connection; returns what it sent.
+    async fn read_to_close(
+        stream: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    ) -> Vec<u8> {
+        let mut received = Vec::new();
+        let closed = tokio::time::timeout(GUARD, async {
+            let mut buf = [0u8; 4096];
+            loop {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => received.extend_from_slice(&buf[..n]),
+                }
+            }
+        })
+        .await;
+        assert!(closed.is_ok(), "the server kept an idle connection open");
+        received
+    }
+
+    #[tokio::test]
+    async fn a_client_that_sends_no_request_or_part_of_one_is_disconnected() {
+        let addr = server(Duration::from_millis(100)).await;
+        let partial: [(&[u8], &[u8]); 4] = [
+            (b"http/1.1", b""),
+            (b"http/1.1", b"GET /ping HTTP/1.1\r\nHo"),
+            (b"h2", b""),
+            (b"h2", b"PRI * HTTP/2.0\r\n"),
+        ];
+        for (alpn, sent) in partial {
+            let mut client = connect(addr, alpn).await;
+            client.write_all(sent).await.unwrap();
+            client.flush().await.unwrap();
+            read_to_close(&mut client).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_kept_alive_http1_connection_is_closed_once_idle() {
+        let addr = server(Duration::from_millis(100)).await;
+        let mut client = connect(addr, b"http/1.1").await;
+        client
+            .write_all(b"GET /ping HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .await
+            .unwrap();
+        client.flush().await.unwrap();
+        let answer = read_to_close(&mut client).await;
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.ends_with("pong"), "{answer}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_is_idle_only_without_requests_in_progress() {
+        let idle = Duration::from_secs(60);
+        let activity = Activity::new();
+        let watchdog = tokio::spawn({
+            let activity = Arc::clone(&activity);
+            async move { activity.idle(idle).await }
+        });
+        let request = activity.begin();
+        // Far past the idle time with a request in progress: not idle.
+        tokio::time::advance(idle * 3).await;
+        tokio::task::yield_now().await;
+        assert!(!watchdog.is_finished());
+
+        drop(request);
+        tokio::time::advance(idle - Duration::from_secs(1)).await;
+        tokio::task::yield_now().await;
+        assert!(!watchdog.is_finished());
+        // A second request restarts the count when it ends.
+        drop(activity.begin());
+        tokio::time::advance(idle - Duration::from_secs(1)).await;
+        tokio::task::yield_now().await;
+        assert!(!watchdog.is_finished());
+        tokio::time::advance(Duration::from_secs(2)).await;
+        watchdog.await.unwrap();
     }
 }

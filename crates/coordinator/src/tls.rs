@@ -283,7 +283,7 @@ pub fn server_config(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::path::Path;
     use std::process::Command;
 
@@ -367,9 +367,9 @@ mod tests {
     const ED25519: &[&str] = &["-algorithm", "ED25519"];
     const RSA: &[&str] = &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"];
 
-    /// The client trusts any server: only the server's check of the client is under test.
+    /// The client trusts any server: only the server's side is under test.
     #[derive(Debug)]
-    struct AnyServer(Arc<CryptoProvider>);
+    pub(crate) struct AnyServer(pub(crate) Arc<CryptoProvider>);
 
     impl ServerCertVerifier for AnyServer {
         fn verify_server_cert(
