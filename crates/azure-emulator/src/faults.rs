@@ -18,20 +18,26 @@
 //! Faults are set at start (`serve --fault JSON`) or at run time through `/_emulator/faults`
 //! (`GET` lists, `PUT` replaces, `POST` adds one, `DELETE` clears). The admin routes themselves
 //! are never subject to faults. Faults live in memory only.
+//!
+//! The same `/_emulator/` surface has two more test hooks: the release counter
+//! (`GET /_emulator/releases`) and `POST /_emulator/keys/{name}/{version}/replace-material`,
+//! which gives an `oct-HSM` key version other material under the same version id, so that a
+//! release of it is validly signed but holds a key the client never sealed with.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use http::{Method, StatusCode};
+use axum::routing::{get, post};
+use http::{HeaderMap, Method, StatusCode, Uri};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::Emulator;
+use crate::http_util::request_base_url;
 
 /// One injected fault.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -233,8 +239,11 @@ pub fn forced_response(status: StatusCode, body: Option<Value>) -> Response {
     (status, Json(body)).into_response()
 }
 
-/// The admin routes: `/_emulator/faults`, and the read-only release counter
-/// `GET /_emulator/releases` (`{"releases": N}`, keys released since the server started).
+/// The admin routes: `/_emulator/faults`, the read-only release counter
+/// `GET /_emulator/releases` (`{"releases": N}`, keys released since the server started), and
+/// the test hook `POST /_emulator/keys/{name}/{version}/replace-material` (answers
+/// `{"kid": …, "replaced": true}`, or the Managed HSM's error: 404 for an unknown key or
+/// version, 400 for a key that is not `oct-HSM`).
 pub fn routes() -> Router<Arc<Emulator>> {
     Router::new()
         .route(
@@ -242,6 +251,26 @@ pub fn routes() -> Router<Arc<Emulator>> {
             get(list).put(replace).post(add).delete(clear),
         )
         .route("/_emulator/releases", get(releases))
+        .route(
+            "/_emulator/keys/{name}/{version}/replace-material",
+            post(replace_material),
+        )
+}
+
+async fn replace_material(
+    State(emulator): State<Arc<Emulator>>,
+    Path((name, version)): Path<(String, String)>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let base_url = request_base_url(&uri, &headers, &emulator.config.base_url);
+    match emulator.hsm.replace_material(&base_url, &name, &version) {
+        Ok(kid) => {
+            tracing::warn!(%kid, "test hook: key material replaced");
+            Json(json!({ "kid": kid, "replaced": true })).into_response()
+        }
+        Err(error) => error.into_response(),
+    }
 }
 
 async fn releases(State(emulator): State<Arc<Emulator>>) -> Response {

@@ -5,8 +5,9 @@
 //! Operator steps that the emulator's command line offers (a new key version, a role
 //! assignment) run through it; removing a role assignment or a key, which the emulator only
 //! keeps in its state files, edits those files as an operator would in the real service's
-//! portal. Fault injection and the release counter go through the emulator's `/_emulator/`
-//! routes with `curl`, trusting the emulator's CA.
+//! portal. Fault injection, the release counter and the replacement of a key version's material
+//! (a test hook without an operator equivalent) go through the emulator's `/_emulator/` routes
+//! with `curl`, trusting the emulator's CA.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -259,6 +260,18 @@ impl Emulator {
         std::fs::write(&tmp, doc.to_string())
             .and_then(|()| std::fs::rename(&tmp, &path))
             .map_err(|e| command_error(name.to_owned(), e.to_string()))
+    }
+
+    /// Gives version `version` of the provisioned key fresh material under the same version id
+    /// (the emulator's `replace-material` test hook): its releases stay validly signed and carry
+    /// the same key id, but hold a key that opens nothing sealed before. Returns the key id.
+    pub fn replace_key_material(&self, version: &str) -> Result<String, EmulatorError> {
+        let path = format!("/_emulator/keys/{KEY_NAME}/{version}/replace-material");
+        let answer = self.admin("POST", &path, None)?;
+        answer["kid"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| command_error("replace-material", answer.to_string()))
     }
 
     /// Replaces the active faults (`[]` clears them); see the emulator's fault injection.

@@ -496,6 +496,29 @@ impl KeyVersion {
         })
     }
 
+    /// Replaces the material of an `oct-HSM` version with fresh random bytes of the same
+    /// length (the emulator's test hook; the real service never changes a version's material).
+    pub fn replace_material(&mut self) -> Result<(), HsmError> {
+        if self.kty != KeyType::Oct {
+            return Err(HsmError::bad_parameter(format!(
+                "key version {} is {}: only oct-HSM key material can be replaced",
+                self.version,
+                self.kty.hsm_name()
+            )));
+        }
+        let mut bytes = vec![0u8; self.material.as_bytes().len()];
+        loop {
+            aws_lc_rs::rand::fill(&mut bytes).map_err(|_| crypto_failure("random"))?;
+            // Equal 128-bit or longer random values do not happen; the check keeps the hook's
+            // promise ("another key") unconditional.
+            if bytes.as_slice() != self.material.as_bytes() {
+                break;
+            }
+        }
+        self.material = Material::new(bytes);
+        Ok(())
+    }
+
     /// Builds a new version from an import request.
     pub fn import(params: &ImportParams, now: i64) -> Result<Self, HsmError> {
         let Some(jwk) = &params.key else {

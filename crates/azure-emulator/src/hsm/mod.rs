@@ -410,6 +410,30 @@ impl Hsm {
         key.bundle(&kid(base_url, &stored_name, Some(&key.version)))
     }
 
+    /// Test hook behind `POST /_emulator/keys/{name}/{version}/replace-material`: gives the
+    /// `oct-HSM` key version `name`/`version` fresh random material of the same size, keeping
+    /// its version id, attributes and release policy. A release of that version is then validly
+    /// signed and carries the recorded key id, but holds another key: what a client sees when
+    /// the key material it sealed with is gone. Returns the key id of the changed version.
+    pub fn replace_material(
+        &self,
+        base_url: &str,
+        name: &str,
+        version: &str,
+    ) -> Result<String, HsmError> {
+        self.update_keys(|store| {
+            let stored_name = store
+                .find(name, Some(version))
+                .map(|(n, _)| n.to_owned())
+                .ok_or_else(|| HsmError::key_not_found(name, Some(version)))?;
+            let key = store
+                .find_mut(name, Some(version))
+                .ok_or_else(|| HsmError::key_not_found(name, Some(version)))?;
+            key.replace_material()?;
+            Ok(kid(base_url, &stored_name, Some(&key.version)))
+        })
+    }
+
     /// `POST /keys/{name}[/{version}]/release`: returns the compact JWS of the response's
     /// `value`.
     pub fn release_key(
@@ -672,6 +696,63 @@ mod tests {
         let forged = other.token(2, 2_000);
         let err = f.release(&forged, 1_000).unwrap_err();
         assert!(err.message.contains("signature does not verify"), "{err}");
+    }
+
+    #[test]
+    fn replaced_material_keeps_the_version_and_policy_but_not_the_key() {
+        let f = fixture();
+        let stored = |f: &Fixture| {
+            f.hsm
+                .read_keys()
+                .unwrap()
+                .find("k", None)
+                .map(|(_, k)| k.clone())
+                .unwrap()
+        };
+        let before = stored(&f);
+        let kid = f
+            .hsm
+            .replace_material(BASE, "K", &before.version.to_uppercase())
+            .unwrap();
+        assert_eq!(kid, format!("{BASE}/keys/k/{}", before.version));
+        let after = stored(&f);
+        assert_eq!(after.version, before.version);
+        assert_eq!(after.release_policy, before.release_policy);
+        assert_eq!(after.attributes, before.attributes);
+        assert_eq!(
+            after.material.as_bytes().len(),
+            before.material.as_bytes().len()
+        );
+        assert_ne!(after.material, before.material);
+        // Still releasable: the hook changes what is released, not whether.
+        f.release(&f.token(2, 2_000), 1_000).unwrap();
+
+        let err = f.hsm.replace_material(BASE, "k", "0000").unwrap_err();
+        assert_eq!(err.status.as_u16(), 404, "{err}");
+        let err = f
+            .hsm
+            .replace_material(BASE, "missing", &before.version)
+            .unwrap_err();
+        assert_eq!(err.status.as_u16(), 404, "{err}");
+
+        let rsa = CreateParams {
+            kty: Some("RSA-HSM".into()),
+            ..Default::default()
+        };
+        let bundle = f
+            .hsm
+            .create_key(&Caller::Operator, BASE, "r", &rsa)
+            .unwrap();
+        let version = bundle["key"]["kid"]
+            .as_str()
+            .unwrap()
+            .rsplit('/')
+            .next()
+            .unwrap()
+            .to_owned();
+        let err = f.hsm.replace_material(BASE, "r", &version).unwrap_err();
+        assert_eq!(err.status.as_u16(), 400, "{err}");
+        assert!(err.message.contains("only oct-HSM"), "{err}");
     }
 
     #[test]
