@@ -84,8 +84,22 @@ pub enum HsmError {
         /// The key.
         key: String,
     },
-    /// A released key does not open the sealed key, or the sealed key is broken.
-    #[error("the released HSM key does not unseal the state")]
+    /// A validly signed release of the key and version recorded in the sealed key holds a key
+    /// that does not open the sealed key's HSM layer: the key material behind that version is
+    /// not the one the state was sealed with.
+    #[error(
+        "the released HSM key {key} does not open the sealed key (the release is validly signed \
+         for the recorded key and version, but holds other key material); recover the state \
+         with the recovery keys"
+    )]
+    WrongKey {
+        /// The key and version that was released and tried.
+        key: Box<HsmKeyRef>,
+    },
+    /// The sealed key cannot be unsealed for another reason than a wrong HSM key: the enclave's
+    /// seal key does not open it (another enclave identity or machine), it belongs to another
+    /// `sealed_data`, or a file is broken.
+    #[error("sealed_key cannot be unsealed")]
     Unseal(#[source] quarry_store::StoreError),
     /// The store failed in a way that may pass (I/O, the enclave).
     #[error("unsealing with the released HSM key")]
@@ -107,7 +121,7 @@ impl HsmError {
     pub fn class(&self) -> ErrorClass {
         match self {
             Self::Release { source, .. } => source.class(),
-            Self::Key { .. } | Self::Unseal(_) => ErrorClass::Definite,
+            Self::Key { .. } | Self::WrongKey { .. } | Self::Unseal(_) => ErrorClass::Definite,
             Self::Store(_) => ErrorClass::Transient,
             Self::NotConfigured { .. }
             | Self::OtherVault { .. }
@@ -194,7 +208,22 @@ impl Sealing {
     /// Reads the HSM settings from `env` (the `EDG_*` and `QUARRY_*` variables). Missing or
     /// invalid settings are kept as an error that [`Sealing::release`] reports when HSM sealing
     /// is actually needed.
+    ///
+    /// `QUARRY_AZURE_CA_FILE` weakens trust (DESIGN lists it with the `QUARRY_INSECURE_*`
+    /// variables): when it is set, one `warn` line names the variable and the file, whether or
+    /// not HSM sealing is used.
     pub fn from_env(env: &BTreeMap<String, String>, enclave: Arc<dyn Enclave>) -> Self {
+        if let Some(file) = env
+            .get(quarry_azure::config::CA_FILE)
+            .filter(|v| !v.trim().is_empty())
+        {
+            tracing::warn!(
+                variable = quarry_azure::config::CA_FILE,
+                file = %file,
+                "insecure option set: certificates from this file are trusted for Entra ID, MAA \
+                 and Managed HSM and for release signatures; leave it unset in production"
+            );
+        }
         let lookup = |name: &str| env.get(name).cloned();
         let client = SkrConfig::from_lookup(lookup)
             .map_err(|e| e.to_string())

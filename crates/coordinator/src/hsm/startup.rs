@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use quarry_azure::ErrorClass;
 use quarry_manifest::{FeatureGate, ManifestDocument};
-use quarry_store::{HsmKeyRef, StoreError, WrapLayer};
+use quarry_store::{HsmKeyRef, RecoveryReason, StoreError, WrapLayer};
 
 use super::{HsmError, Purpose};
 use crate::core::{CoordinatorState, Core, error_chain, keys};
@@ -80,7 +80,7 @@ async fn release_loop(core: &Arc<Core>) {
                 tokio::time::sleep(delay).await;
             }
             ErrorClass::Definite => {
-                tracing::error!(error = %message, "sealed state cannot be unsealed with the released HSM key");
+                tracing::error!(error = %message, "sealed state cannot be unsealed, entering recovery mode");
                 if let Err(e) = core.enter_recovery() {
                     tracing::error!(error = %error_chain(&e), "entering recovery mode failed");
                     core.set_waiting(step, Some(message));
@@ -158,6 +158,9 @@ fn unseal_and_restore(
     }
     match core.store().unseal(layers) {
         Ok(()) => {}
+        Err(StoreError::NeedsRecovery {
+            reason: RecoveryReason::WrapKeyMismatch { key },
+        }) => return Err(HsmError::WrongKey { key: Box::new(key) }),
         Err(error @ (StoreError::NeedsRecovery { .. } | StoreError::Corrupted { .. })) => {
             return Err(HsmError::Unseal(error));
         }

@@ -40,7 +40,7 @@ pub(crate) fn coordinator(dir: &Path, emulator: &Emulator, extra: &[(&str, &str)
 }
 
 /// The status (code, message).
-fn current(c: &Coordinator) -> (u64, String) {
+pub(crate) fn current(c: &Coordinator) -> (u64, String) {
     let answer = curl(&Trust::Insecure, "GET", &c.url("/api/v2/status"), None, &[]);
     let data = answer.data();
     (
@@ -50,7 +50,11 @@ fn current(c: &Coordinator) -> (u64, String) {
 }
 
 /// Polls the status until `done` holds; panics with the last status and log after [`WAIT`].
-fn wait_for(c: &Coordinator, what: &str, done: impl Fn(u64, &str) -> bool) -> (u64, String) {
+pub(crate) fn wait_for(
+    c: &Coordinator,
+    what: &str,
+    done: impl Fn(u64, &str) -> bool,
+) -> (u64, String) {
     let deadline = Instant::now() + WAIT;
     loop {
         let (code, message) = current(c);
@@ -67,7 +71,7 @@ fn wait_for(c: &Coordinator, what: &str, done: impl Fn(u64, &str) -> bool) -> (u
 }
 
 /// The HSM key that wraps `sealed_key`; panics if it is not HSM-wrapped.
-fn hsm_key(c: &Coordinator) -> HsmKeyRef {
+pub(crate) fn hsm_key(c: &Coordinator) -> HsmKeyRef {
     let bytes = std::fs::read(c.seal_dir().join("sealed_key")).unwrap();
     match parse_sealed_key(&bytes).unwrap() {
         Frame::Hsm(frame) => frame.key,
@@ -76,7 +80,7 @@ fn hsm_key(c: &Coordinator) -> HsmKeyRef {
 }
 
 /// Sets `manifest`; returns the answer.
-fn post_manifest(c: &Coordinator, dir: &Path, manifest: &[u8]) -> crate::tools::Answer {
+pub(crate) fn post_manifest(c: &Coordinator, dir: &Path, manifest: &[u8]) -> crate::tools::Answer {
     let body = file(
         dir,
         "hsm-manifest.json",
