@@ -6,6 +6,7 @@ mod bad_input;
 mod counter;
 mod helm;
 mod hsm;
+mod hsm_failures;
 mod marble;
 mod metrics;
 mod rbac;
