@@ -6,7 +6,7 @@
 //! `EDG_COORDINATOR_PROMETHEUS_ADDR` is set. Every address accepts port 0.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
 use quarry_enclave::Enclave;
@@ -172,9 +172,88 @@ impl Coordinator {
 }
 
 async fn bind(name: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|source| StartError::Bind { name, addr, source })?;
+    let listener = listen(addr).map_err(|source| StartError::Bind { name, addr, source })?;
     tracing::info!(listener = name, addr = %listener.local_addr().unwrap_or(addr), "listening");
     Ok(listener)
+}
+
+/// Listens on `addr`. The unspecified IPv6 address (`:PORT`, MarbleRun's default) means every
+/// interface as in Go: a dual-stack socket that also accepts IPv4, whatever the system's
+/// `bindv6only` says, or an IPv4 socket on `0.0.0.0` where the kernel has no IPv6 at all.
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let (socket, addr) = socket_for(addr)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    TcpListener::from_std(std::net::TcpListener::from(socket))
+}
+
+/// The unbound, non-blocking socket for listening on `addr`, and the address to bind it to.
+fn socket_for(addr: SocketAddr) -> std::io::Result<(socket2::Socket, SocketAddr)> {
+    use socket2::{Domain, Protocol, Socket, Type};
+
+    let dual_stack = addr.ip() == IpAddr::V6(Ipv6Addr::UNSPECIFIED);
+    let socket = match Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)) {
+        Ok(socket) => socket,
+        Err(error) if dual_stack && ipv6_unsupported(&error) => {
+            let v4 = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), addr.port());
+            tracing::info!(%addr, %v4, "no IPv6 on this system, listening on IPv4 only");
+            return socket_for(v4);
+        }
+        Err(error) => return Err(error),
+    };
+    if dual_stack {
+        socket.set_only_v6(false)?;
+    }
+    // As tokio and Go do: a restarted Coordinator can listen again while old connections of its
+    // predecessor are in TIME_WAIT.
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    Ok((socket, addr))
+}
+
+/// Whether `error` says that the system cannot make IPv6 sockets (the kernel runs without it).
+fn ipv6_unsupported(error: &std::io::Error) -> bool {
+    // EAFNOSUPPORT on Linux.
+    const ADDRESS_FAMILY_NOT_SUPPORTED: i32 = 97;
+    error.kind() == std::io::ErrorKind::Unsupported
+        || error.raw_os_error() == Some(ADDRESS_FAMILY_NOT_SUPPORTED)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_address_is_dual_stack_whatever_the_system_default() {
+        // Not bound: tests listen on loopback only.
+        let (socket, addr) = socket_for("[::]:4433".parse().unwrap()).unwrap();
+        assert_eq!(addr, "[::]:4433".parse().unwrap());
+        assert!(!socket.only_v6().unwrap());
+        let (socket, _) = socket_for("[::1]:4433".parse().unwrap()).unwrap();
+        assert!(socket.domain().unwrap() == socket2::Domain::IPV6);
+        let (socket, _) = socket_for("127.0.0.1:4433".parse().unwrap()).unwrap();
+        assert!(socket.domain().unwrap() == socket2::Domain::IPV4);
+    }
+
+    #[tokio::test]
+    async fn specific_addresses_are_used_as_given() {
+        let listener = listen("127.0.0.1:0".parse().unwrap()).unwrap();
+        assert_eq!(listener.local_addr().unwrap().ip(), Ipv4Addr::LOCALHOST);
+        let port = listener.local_addr().unwrap().port();
+        let (connected, accepted) = tokio::join!(
+            tokio::net::TcpStream::connect(("127.0.0.1", port)),
+            listener.accept()
+        );
+        connected.unwrap();
+        accepted.unwrap();
+    }
+
+    #[test]
+    fn ipv6_is_unsupported_only_for_the_address_family_error() {
+        assert!(ipv6_unsupported(&std::io::Error::from_raw_os_error(97)));
+        assert!(!ipv6_unsupported(&std::io::Error::from_raw_os_error(98)));
+        assert!(!ipv6_unsupported(&std::io::Error::from(
+            std::io::ErrorKind::PermissionDenied
+        )));
+    }
 }
