@@ -139,18 +139,21 @@ pub fn listen_addr(name: &'static str, value: &str) -> Result<SocketAddr, Config
     if let Ok(addr) = value.parse::<SocketAddr>() {
         return Ok(addr);
     }
-    match value.rsplit_once(':') {
-        Some(("localhost", port)) => {
-            let port: u16 = port.parse().map_err(|e| invalid(format!("port: {e}")))?;
-            Ok(SocketAddr::new(
-                IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
-                port,
-            ))
-        }
-        _ => Err(invalid(
+    let Some((host, port)) = value.rsplit_once(':') else {
+        return Err(invalid(
             "expected host:port with an IP address, localhost or :port".into(),
-        )),
+        ));
+    };
+    let port: u16 = port.parse().map_err(|e| invalid(format!("port: {e}")))?;
+    if host == "localhost" {
+        return Ok(SocketAddr::new(
+            IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            port,
+        ));
     }
+    Err(invalid(format!(
+        "host {host:?}: expected an IP address (IPv6 in brackets) or localhost"
+    )))
 }
 
 #[cfg(test)]
@@ -226,6 +229,22 @@ mod tests {
             err.to_string().contains("EDG_COORDINATOR_CLIENT_ADDR"),
             "{err}"
         );
+        // The message says which part is wrong.
+        for (value, reason) in [
+            ("127.0.0.1:99999", "port: number too large"),
+            ("[::1]:http", "port: invalid digit"),
+            (
+                "coordinator:4433",
+                "host \"coordinator\": expected an IP address",
+            ),
+            (
+                "::1:4433",
+                "host \"::1\": expected an IP address (IPv6 in brackets)",
+            ),
+        ] {
+            let err = config(&[("EDG_COORDINATOR_PROMETHEUS_ADDR", value)]).unwrap_err();
+            assert!(err.to_string().contains(reason), "{value}: {err}");
+        }
     }
 
     #[test]
