@@ -305,3 +305,105 @@ fn a_discarded_state_can_be_brought_back_and_recovered() {
     );
     assert_ne!(unb64(&answer.data()["manifest"]), second);
 }
+
+#[test]
+fn a_new_manifest_in_the_middle_of_a_round_ends_the_round() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let lost = lose(dir, 2, 0);
+    let c = &lost.c;
+    let first = body_of(dir, &lost, 0, "a");
+    assert_eq!(upload(c, dir, &first).data()["remaining"], 1);
+
+    let replacement = manifest(&[], 0);
+    set_manifest(c, &Trust::Insecure, dir, &replacement);
+    let after = sealed_files(&c.seal_dir());
+    let answer = upload(c, dir, &body_of(dir, &lost, 1, "b"));
+    assert_eq!(answer.status, 409, "{:?}", answer.body);
+    assert_eq!(sealed_files(&c.seal_dir()), after);
+    let answer = curl(
+        &Trust::Insecure,
+        "GET",
+        &c.url("/api/v2/manifest"),
+        None,
+        &[],
+    );
+    assert_eq!(unb64(&answer.data()["manifest"]), replacement);
+}
+
+#[test]
+fn recovery_after_a_full_update_uses_the_new_recovery_keys() {
+    use crate::users::{Deployment, manifest_body, users_manifest};
+
+    let mut d = Deployment::start(&[]);
+    let dir = d.dir.clone();
+    let holders: Vec<(String, PathBuf, String)> = (0..3)
+        .map(|i| {
+            let name = format!("new{i}");
+            let (key, public) = rsa_key(&dir, &name);
+            (name, key, public)
+        })
+        .collect();
+    let listed: Vec<(&str, &crate::users::UserCert)> = d
+        .users
+        .iter()
+        .filter(|(n, _)| *n != "eve")
+        .map(|(n, c)| (*n, c))
+        .collect();
+    let mut update: Value = serde_json::from_slice(&users_manifest(&listed, false)).unwrap();
+    update["RecoveryKeys"] = holders
+        .iter()
+        .map(|(n, _, p)| (n.clone(), Value::String(p.clone())))
+        .collect::<serde_json::Map<_, _>>()
+        .into();
+    update["Config"] = json!({"RecoveryThreshold": 2});
+    let update = serde_json::to_vec(&update).unwrap();
+    let first = d.call(
+        Some("dave"),
+        "POST",
+        "/api/v2/update",
+        Some(manifest_body(&update)),
+    );
+    assert_eq!(
+        first.data()["missingAcknowledgments"],
+        1,
+        "{:?}",
+        first.body
+    );
+    let second = d.call(
+        Some("frank"),
+        "POST",
+        "/api/v2/update-manifest",
+        Some(manifest_body(&update)),
+    );
+    assert_eq!(
+        second.data()["missingAcknowledgments"],
+        0,
+        "{:?}",
+        second.body
+    );
+    let secrets = second.data()["recoverySecrets"].clone();
+    assert_eq!(secrets.as_object().unwrap().len(), 3, "{secrets:?}");
+    let (_, root) = save_root(&d.c, &dir, "root.pem");
+
+    std::fs::remove_file(d.c.seal_dir().join("sealed_key")).unwrap();
+    d.c.restart().unwrap();
+    assert_eq!(status(&d.c, &Trust::Insecure), 1);
+    for (n, i) in [2usize, 0].into_iter().enumerate() {
+        let (name, key, _) = &holders[i];
+        let path = prepare_upload(&dir, name, &unb64(&secrets[name]), key);
+        let body: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        let answer = upload(&d.c, &dir, &body);
+        assert_eq!(answer.data()["remaining"], 1 - n, "{:?}", answer.body);
+    }
+    assert_eq!(status(&d.c, &Trust::Insecure), 3);
+    assert_eq!(save_root(&d.c, &dir, "after.pem").1, root);
+    let answer = curl(
+        &Trust::Insecure,
+        "GET",
+        &d.c.url("/api/v2/manifest"),
+        None,
+        &[],
+    );
+    assert_eq!(unb64(&answer.data()["manifest"]), update);
+}
