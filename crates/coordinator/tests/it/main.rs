@@ -14,6 +14,7 @@ mod review_client_certs;
 mod review_logs;
 mod review_recovery;
 mod review_restarts;
+mod review_startup;
 mod secrets;
 mod sign_quote;
 mod tools;
