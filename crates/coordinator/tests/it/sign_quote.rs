@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use quarry_testkit::coordinator::Coordinator;
+use quarry_testkit::pccs::{Behaviour, FakePccs};
 use serde_json::json;
 
 use crate::activation::simulated_quote;
@@ -161,4 +162,46 @@ fn sign_quote_verifies_real_quotes_and_answers_bad_input_as_marblerun() {
         "{:?}",
         answer.body
     );
+}
+
+#[test]
+fn sign_quote_takes_collateral_from_the_pccs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let json = std::fs::read(testdata("dcap-qvl-sample.collateral.json")).unwrap();
+    let pccs = runtime
+        .block_on(FakePccs::start(&json, "processor", true))
+        .unwrap();
+    let ca_file = file(dir, "pccs-ca.pem", pccs.ca_pem().unwrap());
+    let c = Coordinator::start_with(
+        dir,
+        &[
+            ("QUARRY_PCCS_URL", &pccs.url()),
+            ("QUARRY_PCCS_CA_FILE", ca_file.to_str().unwrap()),
+        ],
+    )
+    .unwrap();
+    set_manifest(&c, &Trust::Insecure, dir, &manifest(&["SignQuoteEndpoint"]));
+    let raw = std::fs::read(testdata("dcap-qvl-sample.quote")).unwrap();
+
+    // The collateral for the quote's platform comes from the PCCS, then fails the clock check.
+    let detail = verification_failure(&sign(&c, dir, "raw.json", &raw));
+    assert!(detail.contains("collateral expired at"), "{detail}");
+    let requests = pccs.requests();
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.starts_with("/sgx/certification/v4/tcb?fmspc=")),
+        "{requests:?}"
+    );
+
+    // A failing PCCS is named in the answer.
+    pccs.set_behaviour(Behaviour {
+        fail_with: Some(503),
+        ..Behaviour::default()
+    });
+    let detail = verification_failure(&sign(&c, dir, "raw.json", &raw));
+    assert!(detail.contains("fetching dcap collateral"), "{detail}");
+    assert!(detail.contains("503"), "{detail}");
 }
