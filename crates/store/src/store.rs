@@ -408,10 +408,12 @@ impl Store {
     /// `<name>.discarded-<at>` (never overwriting anything; `sealed_data` last, so a crash
     /// leaves either recovery mode or every old file aside), fsyncs the directory, and returns
     /// the new paths. The store is then ready like a fresh one (seal mode
-    /// [`SealMode::Disabled`] until a transaction sets one, a new data key).
+    /// [`SealMode::Disabled`] until a transaction sets one, a new data key). Allowed where
+    /// [`Store::recover`] is: in recovery mode, or still sealed (the Coordinator enters
+    /// recovery mode without unsealing when a released HSM key cannot be used at all).
     pub fn discard(&self, at: OffsetDateTime) -> Result<Vec<PathBuf>, StoreError> {
         let mut writer = self.lock_writer();
-        if writer.status != Status::Recovery {
+        if !matches!(writer.status, Status::Recovery | Status::Sealed) {
             return Err(StoreError::NotInRecovery);
         }
         let data_key = DataKey::generate().map_err(StoreError::Crypto)?;

@@ -390,6 +390,39 @@ fn debug_output_shows_no_secrets() {
 }
 
 #[test]
+fn a_state_still_sealed_can_be_discarded_like_one_in_recovery() {
+    // The Coordinator enters recovery mode without unsealing when the HSM key it was given
+    // cannot be used at all; a new manifest must then be able to replace the state.
+    let dir = tempfile::tempdir().unwrap();
+    let enclave = TestEnclave::standard();
+    let store = open(&dir, &enclave);
+    let mut txn = store.begin();
+    txn.put("state", "3");
+    txn.set_seal_mode(SealMode::ProductKey);
+    txn.set_wrap_layers(vec![hsm_layer("unusable")]);
+    txn.commit().unwrap();
+    drop(store);
+    let old_data = fs::read(dir.path().join("sealed_data")).unwrap();
+
+    let store = open(&dir, &enclave);
+    assert_eq!(store.status(), Status::Sealed);
+    let moved = store.discard(datetime!(2026-12-04 17:03:00 UTC)).unwrap();
+    assert_eq!(moved.len(), 2);
+    assert_eq!(store.status(), Status::Ready);
+    assert!(store.snapshot().is_empty());
+    assert!(store.required_wrap_keys().is_empty());
+    assert_eq!(
+        fs::read(dir.path().join("sealed_data.discarded-20261204T170300Z")).unwrap(),
+        old_data
+    );
+    commit_entries(&store, &generation(2, 5), SealMode::ProductKey).unwrap();
+    drop(store);
+    let store = open(&dir, &enclave);
+    store.unseal(&[]).unwrap();
+    assert_eq!(entries(&store.snapshot()), generation(2, 5));
+}
+
+#[test]
 fn recovery_is_accepted_while_waiting_for_a_wrap_key() {
     let dir = tempfile::tempdir().unwrap();
     let enclave = TestEnclave::standard();
