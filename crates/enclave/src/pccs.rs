@@ -246,7 +246,7 @@ impl PccsClient {
                 if let Some(dir) = &entry
                     && let Err(e) = store_entry(dir, &raw, now)
                 {
-                    tracing::debug!(error = %e, "collateral cache not written");
+                    tracing::warn!(error = %e, "collateral cache not written");
                 }
                 Ok(collateral)
             }
@@ -548,11 +548,17 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), PccsError> {
         path: path.to_owned(),
         source,
     };
-    let tmp = path.with_extension("tmp");
-    let mut file = fs::File::create(&tmp).map_err(|e| cache_error("create", e))?;
+    // A temporary file of its own per writer: two verifications fetching the same FMSPC at once
+    // must not write into each other's file.
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut file = tempfile::NamedTempFile::new_in(dir).map_err(|e| cache_error("create", e))?;
     file.write_all(bytes).map_err(|e| cache_error("write", e))?;
-    file.sync_all().map_err(|e| cache_error("sync", e))?;
-    fs::rename(&tmp, path).map_err(|e| cache_error("rename", e))
+    file.as_file()
+        .sync_all()
+        .map_err(|e| cache_error("sync", e))?;
+    file.persist(path)
+        .map(drop)
+        .map_err(|e| cache_error("rename", e.error))
 }
 
 #[cfg(test)]
@@ -587,6 +593,36 @@ mod tests {
         );
         assert!(percent_decode(b"%4").is_err());
         assert!(percent_decode(b"%zz").is_err());
+    }
+
+    #[test]
+    fn concurrent_cache_writers_never_mix_one_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tcb.json");
+        // Each writer writes a body of one repeated byte; a shared temporary file would leave a
+        // mixture (or a failed rename) behind.
+        std::thread::scope(|scope| {
+            for byte in 0u8..16 {
+                let path = &path;
+                scope.spawn(move || {
+                    for _ in 0..20 {
+                        write_atomically(path, &[byte; 64 * 1024]).unwrap();
+                    }
+                });
+            }
+        });
+        let written = fs::read(&path).unwrap();
+        assert_eq!(written.len(), 64 * 1024);
+        assert!(
+            written.iter().all(|b| *b == written[0]),
+            "bytes of two writers mixed"
+        );
+        let leftovers: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(
+            leftovers.len(),
+            1,
+            "temporary files left behind: {leftovers:?}"
+        );
     }
 
     #[test]
