@@ -25,7 +25,7 @@ pub mod startup;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use quarry_azure::{ErrorClass, SkrClient, SkrConfig, SkrError};
@@ -33,7 +33,7 @@ use quarry_enclave::Enclave;
 use quarry_store::{HsmKeyRef, HsmWrapKey, WrapLayer};
 use tokio::sync::Notify;
 
-use crate::core::error_chain;
+use crate::core::{CoordinatorState, Core, error_chain};
 
 /// `QUARRY_HSM_RETRY_MAX_DELAY`: the longest wait between two key-release attempts after
 /// transient failures (`30s`, `500ms`, `2m`, or whole seconds).
@@ -191,6 +191,8 @@ pub struct Sealing {
     client: Result<SkrClient, String>,
     retry_max_delay: Duration,
     note: RwLock<Option<String>>,
+    reason: RwLock<Option<String>>,
+    core: OnceLock<Weak<Core>>,
     stats: Mutex<ReleaseStats>,
     persist: Notify,
 }
@@ -246,6 +248,8 @@ impl Sealing {
             client,
             retry_max_delay,
             note: RwLock::new(None),
+            reason: RwLock::new(None),
+            core: OnceLock::new(),
             stats: Mutex::new(ReleaseStats::default()),
             persist: Notify::new(),
         }
@@ -264,9 +268,26 @@ impl Sealing {
             .clone()
     }
 
-    /// What the status should add about HSM sealing (why recovery mode was entered, or that
-    /// the state is not persisted), if anything.
+    /// What the status should add about HSM sealing, if anything: why a failed key release
+    /// sent the Coordinator to recovery mode (`Reason: …`, only while it is in recovery mode:
+    /// a recovery or a new manifest replaces the state it was about), or that a recovered state
+    /// is not persisted yet.
     pub fn note(&self) -> Option<String> {
+        let reason = self
+            .reason
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .filter(|_| self.in_recovery());
+        let pending = self.pending();
+        match (reason, pending) {
+            (Some(reason), Some(pending)) => Some(format!("{reason} {pending}")),
+            (reason, pending) => reason.or(pending),
+        }
+    }
+
+    /// The note about a recovered state that is not persisted yet.
+    pub(crate) fn pending(&self) -> Option<String> {
         self.note
             .read()
             .unwrap_or_else(PoisonError::into_inner)
@@ -275,6 +296,25 @@ impl Sealing {
 
     pub(crate) fn set_note(&self, note: Option<String>) {
         *self.note.write().unwrap_or_else(PoisonError::into_inner) = note;
+    }
+
+    /// Records why a key release sent the Coordinator to recovery mode (shown by
+    /// [`Sealing::note`] while it stays there).
+    pub(crate) fn set_recovery_reason(&self, reason: String) {
+        *self.reason.write().unwrap_or_else(PoisonError::into_inner) = Some(reason);
+    }
+
+    /// Lets [`Sealing::note`] see the Coordinator's state ([`startup::spawn`] calls it).
+    pub(crate) fn attach(&self, core: &Arc<Core>) {
+        // A second call (a second task on the same core) keeps the first, equal, reference.
+        let _ = self.core.set(Arc::downgrade(core));
+    }
+
+    fn in_recovery(&self) -> bool {
+        self.core
+            .get()
+            .and_then(Weak::upgrade)
+            .is_some_and(|core| matches!(core.state(), CoordinatorState::Recovery))
     }
 
     /// Asks the background task to persist the state once the HSM answers

@@ -26,6 +26,7 @@ use crate::core::{CoordinatorState, Core, error_chain, keys};
 /// Starts the background task of HSM sealing: the key-release loop if the Coordinator is
 /// waiting for a key release, then persisting recovered states on request.
 pub fn spawn(core: &Arc<Core>) -> tokio::task::JoinHandle<()> {
+    core.hsm().attach(core);
     let core = Arc::clone(core);
     tokio::spawn(async move {
         if is_waiting(&core) {
@@ -86,7 +87,7 @@ async fn release_loop(core: &Arc<Core>) {
                     core.set_waiting(step, Some(message));
                     return;
                 }
-                sealing.set_note(Some(format!("Reason: {message}")));
+                sealing.set_recovery_reason(format!("Reason: {message}"));
                 return;
             }
         }
@@ -192,7 +193,7 @@ fn unseal_and_restore(
 async fn persist_loop(core: &Arc<Core>) {
     let sealing = core.hsm();
     let mut transient = 0u32;
-    while sealing.note().is_some() {
+    while sealing.pending().is_some() {
         let error = match sealing.release(Purpose::Persist, None).await {
             Ok(layer) => {
                 let core = Arc::clone(core);

@@ -286,3 +286,27 @@ fn the_azure_ca_file_is_warned_about_once_per_start_without_secrets() {
     assert_eq!(current(&plain).0, 2);
     assert_eq!(warned(&plain.log()), 0, "{}", plain.log());
 }
+
+#[test]
+fn a_new_manifest_after_a_definite_failure_drops_the_reason_from_the_status() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let emulator = Emulator::start_provisioned(dir, SEED_POLICY).unwrap();
+    let mut c = coordinator(dir, &emulator, &[]);
+    seal_with_recovery_key(&c, dir);
+    let sealed = hsm_key(&c);
+    emulator.replace_key_material(&sealed.key_version).unwrap();
+    c.restart().unwrap();
+    let (_, message) = wait_for(&c, "recovery mode", |code, _| code == 1);
+    assert!(message.contains("Reason: definite:"), "{message}");
+
+    // Recovery mode allows a new manifest (the old files are moved aside): the state is new,
+    // and the reason for the old one's recovery mode is no longer shown.
+    let answer = post_manifest(&c, dir, &gated_manifest(&[], 0));
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    let (code, message) = current(&c);
+    assert_eq!(code, 3, "{message}");
+    assert!(!message.contains("Reason"), "{message}");
+    c.restart().unwrap();
+    wait_for(&c, "state 3 with the new state", |code, _| code == 3);
+}
