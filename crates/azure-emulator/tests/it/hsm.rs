@@ -962,3 +962,92 @@ async fn imports_an_rsa_key_and_releases_it_as_pkcs8() {
         ints[1].as_slice()
     );
 }
+
+#[tokio::test]
+async fn replace_material_hook_yields_a_signed_release_of_another_key_under_the_same_kid() {
+    let p = Provisioned::start();
+    let token = p.token(&p.coordinator()).await;
+    let kek = Kek::generate();
+    let maa = maa_token(&p.emu, &seed_identity(), &kek.runtime_data).await;
+    let ca = std::fs::read(p.emu.state_dir().join("ca.pem")).unwrap();
+    let name = p.key_name().to_owned();
+    let admin = p.token(&p.admin).await;
+    let (_, bundle) = p
+        .call(Method::GET, &format!("/keys/{name}?{V}"), &admin, None)
+        .await;
+    let kid = bundle["key"]["kid"].as_str().unwrap().to_owned();
+    let version = kid.rsplit('/').next().unwrap().to_owned();
+    let path = format!("/keys/{name}/{version}/release?{V}");
+    let released = |result: &Value| {
+        let jws = result["value"].as_str().unwrap();
+        verify_release(jws, &ca, "localhost");
+        let r = decode_release(jws);
+        assert_eq!(r.payload["response"]["key"]["key"]["kid"], kid.as_str());
+        kek.unwrap("CKM_RSA_AES_KEY_WRAP", &r.ciphertext)
+    };
+
+    let (status, result) = release(&p, &path, &token, json!({"target": maa})).await;
+    assert_eq!(status, 200, "{result}");
+    let before = released(&result);
+
+    // The hook needs no token and answers with the changed version's key id.
+    let hook = format!("/_emulator/keys/{name}/{version}/replace-material");
+    let (status, answer) = p.call(Method::POST, &hook, "", None).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["kid"], kid.as_str());
+    assert_eq!(answer["replaced"], true);
+
+    let (status, result) = release(&p, &path, &token, json!({"target": maa})).await;
+    assert_eq!(status, 200, "{result}");
+    let after = released(&result);
+    assert_eq!(after.len(), before.len());
+    assert_ne!(after, before, "the same key id now releases other material");
+    let (_, bundle) = p
+        .call(Method::GET, &format!("/keys/{name}?{V}"), &admin, None)
+        .await;
+    assert_eq!(bundle["key"]["kid"], kid.as_str(), "no new version");
+
+    // Unknown versions and keys are Key Vault's 404; an RSA key is refused with 400.
+    let (status, answer) = p
+        .call(
+            Method::POST,
+            &format!("/_emulator/keys/{name}/00000000000000000000000000000000/replace-material"),
+            "",
+            None,
+        )
+        .await;
+    assert_eq!(status, 404, "{answer}");
+    assert_eq!(answer["error"]["code"], "KeyNotFound", "{answer}");
+    let (status, created) = p
+        .call(
+            Method::POST,
+            &format!("/keys/rsa-key/create?{V}"),
+            &admin,
+            Some(&json!({"kty": "RSA-HSM"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{created}");
+    let rsa_version = created["key"]["kid"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let (status, answer) = p
+        .call(
+            Method::POST,
+            &format!("/_emulator/keys/rsa-key/{rsa_version}/replace-material"),
+            "",
+            None,
+        )
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("only oct-HSM"),
+        "{answer}"
+    );
+}
