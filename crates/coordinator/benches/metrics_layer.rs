@@ -1,17 +1,20 @@
-//! The cost of the metrics layers, reported as ratios: requests through the Client API's
-//! per-path HTTP metrics layer against the same router without it, and calls through the gRPC
-//! server metrics layer against the same service without it.
+//! The cost of the metrics layers, reported as ratios (with layer / without):
 //!
-//! Both are measured in process (no TLS, no sockets) on the cheapest possible handler, so the
-//! ratios are an upper bound: a real request adds TLS and the handler's own work, which the
-//! layer does not touch. The summary line gives each pair's time per request and the ratio
-//! (with layer / without).
+//! * in process, on the cheapest possible handler (no TLS, no sockets): requests through the
+//!   Client API's per-path HTTP metrics layer against the same router without it, and calls
+//!   through the gRPC server metrics layer against the same service without it. These ratios
+//!   are an upper bound, since a real request adds TLS and the handler's own work;
+//! * end to end: `GET /api/v2/status` over one kept-alive TLS connection (HTTP/1.1) to a real
+//!   Coordinator (simulation backend, in this process) started with
+//!   `EDG_COORDINATOR_PROMETHEUS_ADDR`, against one started without it.
+//!
+//! The summary lines give each pair's time per request and the ratio.
 
 #![allow(clippy::print_stdout)] // the summary line is what this benchmark reports
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
-use std::sync::Mutex;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -20,22 +23,24 @@ use axum::http::{Request, Response};
 use axum::routing::get;
 use criterion::Criterion;
 use http_body_util::{BodyExt, Full};
+use quarry_coordinator::Coordinator;
+use quarry_coordinator::config::Config;
 use quarry_coordinator::metrics::global;
 use quarry_coordinator::metrics::grpc::GrpcMetricsLayer;
+use quarry_enclave::Enclave;
+use quarry_enclave::simulation::{Simulation, SimulationSettings};
+use quarry_premain::client::{ServerTrust, client_config};
+use quarry_premain::identity::MarbleIdentity;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
 use tower::{Layer, Service, ServiceExt};
 
 /// Requests per iteration.
 const BATCH: u64 = 64;
 
-/// Total time and count of each measurement, for the summary.
-static TOTALS: Mutex<BTreeMap<&'static str, (Duration, u64)>> = Mutex::new(BTreeMap::new());
-
-fn record(name: &'static str, elapsed: Duration, count: u64) {
-    let mut totals = TOTALS.lock().unwrap();
-    let entry = totals.entry(name).or_insert((Duration::ZERO, 0));
-    entry.0 += elapsed;
-    entry.1 += count;
-}
+/// Rounds of the interleaved summary measurement.
+const SUMMARY_ROUNDS: u32 = 10;
 
 fn router() -> Router {
     Router::new()
@@ -104,6 +109,79 @@ where
     }
 }
 
+/// Starts a Coordinator in this process; returns its Client API address and root certificate.
+async fn coordinator(dir: &std::path::Path, metrics: bool) -> (std::net::SocketAddr, Vec<u8>) {
+    let seal = dir.join("seal");
+    std::fs::create_dir_all(&seal).unwrap();
+    let mut env = BTreeMap::from([
+        ("EDG_COORDINATOR_SEAL_DIR", seal.display().to_string()),
+        ("EDG_COORDINATOR_CLIENT_ADDR", "127.0.0.1:0".to_owned()),
+        ("EDG_COORDINATOR_MESH_ADDR", "127.0.0.1:0".to_owned()),
+    ]);
+    if metrics {
+        env.insert("EDG_COORDINATOR_PROMETHEUS_ADDR", "127.0.0.1:0".to_owned());
+    }
+    let config = Config::from_lookup(|k| env.get(k).cloned(), dir.to_path_buf()).unwrap();
+    let enclave: Arc<dyn Enclave> =
+        Arc::new(Simulation::new(SimulationSettings::new(&seal)).unwrap());
+    let coordinator = Coordinator::start(config, enclave, BTreeMap::new())
+        .await
+        .unwrap();
+    let root = coordinator.core().ca().root_certificate_der().to_vec();
+    let addr = coordinator
+        .addrs()
+        .into_iter()
+        .find(|(name, _)| name == "client_api")
+        .unwrap()
+        .1;
+    tokio::spawn(coordinator.serve());
+    (addr, root)
+}
+
+/// A new TLS connection (HTTP/1.1, kept alive) to the Client API at `addr`.
+async fn connect(addr: std::net::SocketAddr, root: &[u8]) -> BufReader<TlsStream<TcpStream>> {
+    // The Coordinator's root certificate, pinned (it is a CA serving as the server's leaf).
+    let identity = MarbleIdentity::generate(&["localhost".into()], &[]).unwrap();
+    let trust = ServerTrust::Pinned(vec![root.to_vec().into()]);
+    let mut tls = client_config(&identity, &trust).unwrap();
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.set_nodelay(true).unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let stream = tokio_rustls::TlsConnector::from(Arc::new(tls))
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    BufReader::new(stream)
+}
+
+/// `GET /api/v2/status` on `connection`, reading the whole answer.
+async fn status(connection: &mut BufReader<TlsStream<TcpStream>>, line: &mut String) {
+    connection
+        .get_mut()
+        .write_all(b"GET /api/v2/status HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    line.clear();
+    connection.read_line(line).await.unwrap();
+    assert!(line.starts_with("HTTP/1.1 200"), "{line}");
+    let mut length = 0;
+    loop {
+        line.clear();
+        connection.read_line(line).await.unwrap();
+        if line == "\r\n" {
+            break;
+        }
+        let lower = line.to_ascii_lowercase();
+        if let Some(value) = lower.strip_prefix("content-length:") {
+            length = value.trim().parse().unwrap();
+        }
+    }
+    let mut body = vec![0; length];
+    connection.read_exact(&mut body).await.unwrap();
+    std::hint::black_box(body);
+}
+
 fn main() {
     let mut criterion = Criterion::default().configure_from_args();
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -123,9 +201,7 @@ fn main() {
                 for _ in 0..iters {
                     runtime.block_on(http_batch(router));
                 }
-                let elapsed = start.elapsed();
-                record(name, elapsed, iters * BATCH);
-                elapsed
+                start.elapsed()
             })
         });
     }
@@ -135,9 +211,7 @@ fn main() {
             for _ in 0..iters {
                 runtime.block_on(grpc_batch(&bare));
             }
-            let elapsed = start.elapsed();
-            record("grpc_without", elapsed, iters * BATCH);
-            elapsed
+            start.elapsed()
         })
     });
     group.bench_function("grpc_with", |b| {
@@ -146,34 +220,99 @@ fn main() {
             for _ in 0..iters {
                 runtime.block_on(grpc_batch(&layered));
             }
-            let elapsed = start.elapsed();
-            record("grpc_with", elapsed, iters * BATCH);
-            elapsed
+            start.elapsed()
         })
     });
+    let dir = tempfile::tempdir().unwrap();
+    let server = tokio::runtime::Runtime::new().unwrap();
+    let coordinators = [
+        (
+            "e2e_without",
+            server.block_on(coordinator(&dir.path().join("without"), false)),
+        ),
+        (
+            "e2e_with",
+            server.block_on(coordinator(&dir.path().join("with"), true)),
+        ),
+    ];
+    let mut line = String::new();
+    for (name, (addr, root)) in &coordinators {
+        let name: &'static str = name;
+        // A fresh connection for each measurement: an idle one is closed by the server.
+        let mut connection = server.block_on(connect(*addr, root));
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                server.block_on(async {
+                    for _ in 0..iters * BATCH {
+                        status(&mut connection, &mut line).await;
+                    }
+                });
+                start.elapsed()
+            })
+        });
+    }
     group.finish();
     criterion.final_summary();
 
-    let totals = TOTALS.lock().unwrap();
-    let per_request = |name: &str| {
-        totals
-            .get(name)
-            .filter(|(_, count)| *count > 0)
-            .map(|(time, count)| time.as_secs_f64() / *count as f64)
-    };
-    for kind in ["http", "grpc"] {
-        let (Some(without), Some(with)) = (
-            per_request(&format!("{kind}_without")),
-            per_request(&format!("{kind}_with")),
-        ) else {
-            continue;
-        };
+    // The summary: both sides measured in alternation (A B B A ...), so that a change in the
+    // machine's load during the run falls on both alike.
+    let report = |kind: &str, batches: u32, without: &mut dyn FnMut(), with: &mut dyn FnMut()| {
+        let mut totals = [Duration::ZERO; 2];
+        for round in 0..SUMMARY_ROUNDS {
+            let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+            for side in order {
+                let run: &mut dyn FnMut() = if side == 0 { &mut *without } else { &mut *with };
+                let start = Instant::now();
+                for _ in 0..batches {
+                    run();
+                }
+                totals[side] += start.elapsed();
+            }
+        }
+        let requests = f64::from(SUMMARY_ROUNDS * batches) * BATCH as f64;
+        let [without, with] = totals.map(|t| t.as_secs_f64() / requests * 1e6);
         println!(
-            "summary: {kind} metrics layer: {:.2} us per request without, {:.2} us with, \
-             ratio {:.2}",
-            without * 1e6,
-            with * 1e6,
+            "summary: {kind}: {without:.2} us per request without the metrics layer, \
+             {with:.2} us with, ratio {:.3}",
             with / without
         );
-    }
+    };
+    report(
+        "in-process client api router",
+        50,
+        &mut || runtime.block_on(http_batch(&plain)),
+        &mut || runtime.block_on(http_batch(&instrumented)),
+    );
+    report(
+        "in-process grpc service",
+        50,
+        &mut || runtime.block_on(grpc_batch(&bare)),
+        &mut || runtime.block_on(grpc_batch(&layered)),
+    );
+    let [
+        (_, (addr_without, root_without)),
+        (_, (addr_with, root_with)),
+    ] = &coordinators;
+    let mut without = server.block_on(connect(*addr_without, root_without));
+    let mut with = server.block_on(connect(*addr_with, root_with));
+    let mut line_with = String::new();
+    report(
+        "client api over tls",
+        10,
+        &mut || {
+            server.block_on(async {
+                for _ in 0..BATCH {
+                    status(&mut without, &mut line).await;
+                }
+            })
+        },
+        &mut || {
+            server.block_on(async {
+                for _ in 0..BATCH {
+                    status(&mut with, &mut line_with).await;
+                }
+            })
+        },
+    );
 }
