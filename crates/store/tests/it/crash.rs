@@ -222,7 +222,7 @@ fn a_crash_during_key_rotation_asks_for_both_key_versions() {
 /// crashing at step `crash_at`, then reopens, sets a new state if the store starts fresh, and
 /// returns the files.
 fn crash_discard(crash_at: u64, model: Crash) -> (MemFs, Vec<u8>, Vec<u8>) {
-    let (fs, enclave) = setup();
+    let (fs, _) = setup();
     let files = fs.files();
     let old_data = files[std::path::Path::new("/seal/sealed_data")].clone();
     let old_key = files[std::path::Path::new("/seal/sealed_key")].clone();
