@@ -39,6 +39,10 @@ pub const ENV_PCCS_URL: &str = "QUARRY_PCCS_URL";
 /// to the system roots (a local PCCS usually has a self-signed certificate).
 pub const ENV_PCCS_CA_FILE: &str = "QUARRY_PCCS_CA_FILE";
 
+/// `QUARRY_COLLATERAL_FILE`: DCAP collateral as JSON in `dcap-qvl`'s shape, used for every
+/// quote when no PCCS is configured.
+pub const ENV_COLLATERAL_FILE: &str = "QUARRY_COLLATERAL_FILE";
+
 /// How long a cached entry is used before it is refreshed.
 pub const DEFAULT_REFRESH_AGE: Duration = Duration::from_secs(24 * 60 * 60);
 
@@ -375,7 +379,37 @@ pub enum CollateralSource {
     Pccs(PccsClient),
 }
 
+/// Why the collateral source the environment describes could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CollateralConfigError {
+    /// `QUARRY_PCCS_URL` or `QUARRY_PCCS_CA_FILE` is unusable.
+    #[error(transparent)]
+    Pccs(#[from] PccsError),
+    /// The file named by `QUARRY_COLLATERAL_FILE` is unusable.
+    #[error("{ENV_COLLATERAL_FILE}: {0}")]
+    File(#[from] CollateralError),
+}
+
 impl CollateralSource {
+    /// The source the environment (looked up with `env`) configures: a PCCS
+    /// (`QUARRY_PCCS_URL`, `QUARRY_PCCS_CA_FILE`) caching under `cache_dir`, else the collateral
+    /// file `QUARRY_COLLATERAL_FILE`; `None` when neither is set.
+    pub fn from_env(
+        env: &dyn Fn(&str) -> Option<String>,
+        cache_dir: &Path,
+    ) -> Result<Option<Self>, CollateralConfigError> {
+        if let Some(client) = PccsClient::from_env(env)? {
+            return Ok(Some(CollateralSource::Pccs(client.with_cache(cache_dir))));
+        }
+        match env(ENV_COLLATERAL_FILE).filter(|p| !p.trim().is_empty()) {
+            Some(path) => Ok(Some(CollateralSource::Fixed(Collateral::from_file(
+                Path::new(path.trim()),
+            )?))),
+            None => Ok(None),
+        }
+    }
+
     /// The collateral to verify `quote` with.
     pub async fn collateral_for(&self, quote: &Quote) -> Result<Collateral, PccsError> {
         match self {

@@ -25,14 +25,12 @@ use std::path::Path;
 use std::sync::Arc;
 
 use base64::Engine;
-use quarry_enclave::collateral::Collateral;
-use quarry_enclave::pccs::{CollateralSource, PccsClient};
+use quarry_enclave::pccs::CollateralSource;
 use quarry_enclave::quote::{OE_HEADER_SIZE, Quote, QuoteError, with_open_enclave_header};
 use quarry_enclave::verify::{TcbStatus, Verifier, VerifyError};
 use quarry_pki::CoordinatorCa;
 
 use super::error_chain;
-use crate::marble::ENV_COLLATERAL_FILE;
 
 /// The TCB status strings of the answer, exactly as MarbleRun's (EGo's) names them.
 pub const TCB_STATUS_NAMES: [&str; 8] = [
@@ -140,17 +138,8 @@ impl QuoteSigner {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, SignQuoteError> {
         let config = |e: &dyn std::error::Error| SignQuoteError::Config(error_chain(e));
-        let collateral = match PccsClient::from_env(env).map_err(|e| config(&e))? {
-            Some(client) => Some(CollateralSource::Pccs(
-                client.with_cache(seal_dir.join("pccs-cache")),
-            )),
-            None => match env(ENV_COLLATERAL_FILE).filter(|p| !p.trim().is_empty()) {
-                Some(path) => Some(CollateralSource::Fixed(
-                    Collateral::from_file(Path::new(path.trim())).map_err(|e| config(&e))?,
-                )),
-                None => None,
-            },
-        };
+        let collateral = CollateralSource::from_env(env, &seal_dir.join("pccs-cache"))
+            .map_err(|e| config(&e))?;
         Ok(Self::new(collateral, Verifier::default()))
     }
 
@@ -286,8 +275,10 @@ mod tests {
     }
 
     fn signer(now: i64) -> QuoteSigner {
-        let collateral =
-            Collateral::from_json(&testdata("dcap-qvl-sample.collateral.json")).unwrap();
+        let collateral = quarry_enclave::collateral::Collateral::from_json(&testdata(
+            "dcap-qvl-sample.collateral.json",
+        ))
+        .unwrap();
         QuoteSigner::new(
             Some(CollateralSource::Fixed(collateral)),
             Verifier::new(Arc::new(FixedClock(now))),

@@ -22,8 +22,7 @@ pub mod verify;
 
 use std::sync::{Arc, Mutex};
 
-use quarry_enclave::collateral::Collateral;
-use quarry_enclave::pccs::{CollateralSource, PccsClient};
+use quarry_enclave::pccs::CollateralSource;
 use quarry_enclave::verify::Verifier;
 use quarry_manifest::Manifest;
 use quarry_marble_api::rpc::marble_server::{Marble, MarbleServer};
@@ -36,9 +35,7 @@ use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use crate::core::Core;
 use crate::tls::server_config;
 
-/// `QUARRY_COLLATERAL_FILE`: DCAP collateral as JSON in `dcap-qvl`'s shape, used for every
-/// quote when no PCCS is configured.
-pub const ENV_COLLATERAL_FILE: &str = "QUARRY_COLLATERAL_FILE";
+pub use quarry_enclave::pccs::ENV_COLLATERAL_FILE;
 
 /// The largest activation request accepted (quote, CSR, type and UUID).
 pub const MAX_REQUEST_BYTES: usize = 1024 * 1024;
@@ -81,19 +78,9 @@ impl MarbleApi {
         core: Arc<Core>,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, MarbleApiError> {
-        let boxed = |e: Box<dyn std::error::Error + Send + Sync>| MarbleApiError::Collateral(e);
-        let collateral = match PccsClient::from_env(env).map_err(|e| boxed(Box::new(e)))? {
-            Some(client) => Some(CollateralSource::Pccs(
-                client.with_cache(core.config().seal_dir.join("pccs-cache")),
-            )),
-            None => match env(ENV_COLLATERAL_FILE).filter(|p| !p.trim().is_empty()) {
-                Some(path) => Some(CollateralSource::Fixed(
-                    Collateral::from_file(std::path::Path::new(path.trim()))
-                        .map_err(|e| boxed(Box::new(e)))?,
-                )),
-                None => None,
-            },
-        };
+        let cache = core.config().seal_dir.join("pccs-cache");
+        let collateral = CollateralSource::from_env(env, &cache)
+            .map_err(|e| MarbleApiError::Collateral(Box::new(e)))?;
         Ok(Self::new(core, collateral, Verifier::default()))
     }
 
