@@ -20,7 +20,11 @@
 //! request target, method, protocol version, header names and values and host, plus the
 //! declared `Content-Length`.
 
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
 use std::pin::Pin;
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -28,11 +32,10 @@ use axum::Router;
 use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::{MatchedPath, Request};
 use axum::http::{Method, Version, header};
-use axum::middleware::Next;
 use axum::response::Response;
 use http_body::{Frame, SizeHint};
 use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+    Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 
 /// The `path` label of requests no route matches.
@@ -47,14 +50,41 @@ pub const DURATION_BUCKETS: [f64; 7] = [0.005, 0.025, 0.1, 0.5, 1.0, 2.5, 5.0];
 /// Buckets of the request and response size histograms, in bytes.
 pub const SIZE_BUCKETS: [f64; 5] = [100.0, 1000.0, 2000.0, 5000.0, 10000.0];
 
+/// The `method` labels, in the order [`method_index`] numbers them.
+const METHOD_LABELS: [&str; 10] = [
+    "get",
+    "post",
+    "put",
+    "delete",
+    "head",
+    "options",
+    "patch",
+    "connect",
+    "trace",
+    OTHER_METHOD,
+];
+
 /// The Client API's HTTP metrics.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct HttpMetrics {
     requests: IntCounterVec,
     duration: HistogramVec,
     request_size: HistogramVec,
     response_size: HistogramVec,
     in_flight: IntGaugeVec,
+    /// The series of each path label seen so far (route patterns and [`UNKNOWN_PATH`], so a
+    /// bounded set), resolved once instead of at every request.
+    paths: RwLock<HashMap<String, Arc<PathSeries>>>,
+}
+
+/// The series of one path label.
+#[derive(Debug)]
+struct PathSeries {
+    request_size: Histogram,
+    response_size: Histogram,
+    in_flight: IntGauge,
+    /// By [`method_index`], created with the first request of that method.
+    duration: [OnceLock<Histogram>; METHOD_LABELS.len()],
 }
 
 impl HttpMetrics {
@@ -109,29 +139,82 @@ impl HttpMetrics {
             request_size,
             response_size,
             in_flight,
+            paths: RwLock::new(HashMap::new()),
         })
     }
 
-    async fn track(&self, request: Request, next: Next) -> Response {
-        let matched = request.extensions().get::<MatchedPath>().cloned();
-        let path = matched.as_ref().map_or(UNKNOWN_PATH, MatchedPath::as_str);
-        let method = method_label(request.method());
-        self.request_size
-            .with_label_values(&[path])
-            .observe(approximate_request_size(&request) as f64);
-        let in_flight = InFlight::enter(&self.in_flight, path);
-        let start = Instant::now();
-        let response = next.run(request).await;
-        let elapsed = start.elapsed().as_secs_f64();
-        drop(in_flight);
-        self.duration
-            .with_label_values(&[method, path])
+    /// The series of `path` (a route pattern or [`UNKNOWN_PATH`]).
+    fn path(&self, path: &str) -> Arc<PathSeries> {
+        if let Some(series) = self
+            .paths
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(path)
+        {
+            return Arc::clone(series);
+        }
+        let mut paths = self.paths.write().unwrap_or_else(PoisonError::into_inner);
+        let series = paths.entry(path.to_owned()).or_insert_with(|| {
+            Arc::new(PathSeries {
+                request_size: self.request_size.with_label_values(&[path]),
+                response_size: self.response_size.with_label_values(&[path]),
+                in_flight: self.in_flight.with_label_values(&[path]),
+                duration: Default::default(),
+            })
+        });
+        Arc::clone(series)
+    }
+
+    /// Counts `request` in the series of its path before it is handled; the returned record
+    /// completes the count with the response.
+    fn begin(&'static self, request: &Request) -> Begun {
+        let matched = request.extensions().get::<MatchedPath>();
+        let label = matched.map_or(UNKNOWN_PATH, MatchedPath::as_str);
+        let series = self.path(label);
+        series
+            .request_size
+            .observe(approximate_request_size(request) as f64);
+        series.in_flight.inc();
+        Begun {
+            metrics: self,
+            path: matched.cloned(),
+            method: method_index(request.method()),
+            series,
+            start: Instant::now(),
+        }
+    }
+}
+
+/// A request counted as begun; [`Begun::end`] counts its response. Dropped without it (the
+/// client went away), it leaves the in-flight gauge as it found it.
+struct Begun {
+    metrics: &'static HttpMetrics,
+    path: Option<MatchedPath>,
+    method: usize,
+    series: Arc<PathSeries>,
+    start: Instant,
+}
+
+impl Begun {
+    fn end(self, response: Response) -> Response {
+        let elapsed = self.start.elapsed().as_secs_f64();
+        let path = self.path.as_ref().map_or(UNKNOWN_PATH, MatchedPath::as_str);
+        let method = METHOD_LABELS[self.method];
+        self.series.duration[self.method]
+            .get_or_init(|| self.metrics.duration.with_label_values(&[method, path]))
             .observe(elapsed);
-        self.requests
+        self.metrics
+            .requests
             .with_label_values(&[response.status().as_str(), method, path])
             .inc();
-        let histogram = self.response_size.with_label_values(&[path]);
+        let histogram = self.series.response_size.clone();
         response.map(|body| Body::new(CountedBody::new(body, histogram)))
+    }
+}
+
+impl Drop for Begun {
+    fn drop(&mut self) {
+        self.series.in_flight.dec();
     }
 }
 
@@ -140,25 +223,72 @@ pub fn instrument<S>(router: Router<S>, metrics: &'static HttpMetrics) -> Router
 where
     S: Clone + Send + Sync + 'static,
 {
-    router.layer(axum::middleware::from_fn(
-        move |request: Request, next: Next| metrics.track(request, next),
-    ))
+    router.layer(HttpMetricsLayer { metrics })
+}
+
+/// The layer [`instrument`] adds to every route and fallback.
+#[derive(Debug, Clone, Copy)]
+struct HttpMetricsLayer {
+    metrics: &'static HttpMetrics,
+}
+
+impl<S> tower::Layer<S> for HttpMetricsLayer {
+    type Service = HttpMetricsService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        HttpMetricsService {
+            inner,
+            metrics: self.metrics,
+        }
+    }
+}
+
+/// A route (or fallback) whose requests are counted.
+#[derive(Debug, Clone)]
+struct HttpMetricsService<S> {
+    inner: S,
+    metrics: &'static HttpMetrics,
+}
+
+impl<S> tower::Service<Request> for HttpMetricsService<S>
+where
+    S: tower::Service<Request, Response = Response, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let begun = self.metrics.begin(&request);
+        let future = self.inner.call(request);
+        Box::pin(async move { Ok(begun.end(future.await?)) })
+    }
+}
+
+/// The index of `method`'s label in the `method` labels.
+fn method_index(method: &Method) -> usize {
+    match *method {
+        Method::GET => 0,
+        Method::POST => 1,
+        Method::PUT => 2,
+        Method::DELETE => 3,
+        Method::HEAD => 4,
+        Method::OPTIONS => 5,
+        Method::PATCH => 6,
+        Method::CONNECT => 7,
+        Method::TRACE => 8,
+        _ => 9,
+    }
 }
 
 /// The `method` label of `method`.
 pub fn method_label(method: &Method) -> &'static str {
-    match *method {
-        Method::GET => "get",
-        Method::POST => "post",
-        Method::PUT => "put",
-        Method::DELETE => "delete",
-        Method::HEAD => "head",
-        Method::OPTIONS => "options",
-        Method::PATCH => "patch",
-        Method::CONNECT => "connect",
-        Method::TRACE => "trace",
-        _ => OTHER_METHOD,
-    }
+    METHOD_LABELS[method_index(method)]
 }
 
 /// The approximate size of `request` as Prometheus's Go instrumentation computes it (see the
@@ -193,23 +323,6 @@ pub fn approximate_request_size<B>(request: &axum::http::Request<B>) -> u64 {
         .and_then(|v| v.trim().parse::<u64>().ok())
         .unwrap_or(0);
     (size as u64).saturating_add(declared)
-}
-
-/// Decrements the in-flight gauge when the request is done or abandoned.
-struct InFlight(prometheus::IntGauge);
-
-impl InFlight {
-    fn enter(gauges: &IntGaugeVec, path: &str) -> Self {
-        let gauge = gauges.with_label_values(&[path]);
-        gauge.inc();
-        Self(gauge)
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.dec();
-    }
 }
 
 /// A response body that records its size once, when its last frame is handed out (or when it is
