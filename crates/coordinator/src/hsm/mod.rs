@@ -569,6 +569,38 @@ mod tests {
         assert!(!text.contains("not configured"), "{text}");
     }
 
+    #[test]
+    fn a_wrong_released_key_is_definite_and_named_with_its_version() {
+        let key = HsmKeyRef {
+            vault_host: "localhost:8443".into(),
+            key_name: "marblerun-skr-key".into(),
+            key_version: "0123456789abcdef0123456789abcdef".into(),
+        };
+        let error = HsmError::WrongKey { key: Box::new(key) };
+        assert_eq!(error.class(), ErrorClass::Definite);
+        assert!(!error.is_final());
+        let text = error.describe();
+        assert!(
+            text.starts_with(
+                "definite: the released HSM key \
+                 https://localhost:8443/keys/marblerun-skr-key/0123456789abcdef0123456789abcdef \
+                 does not open the sealed key"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn without_a_core_no_recovery_reason_is_shown() {
+        let (_dir, enclave) = enclave();
+        let sealing = Sealing::from_env(&env(CONFIGURED), enclave);
+        sealing.set_recovery_reason("Reason: definite: x".into());
+        assert_eq!(sealing.note(), None);
+        sealing.set_note(Some("not persisted".into()));
+        assert_eq!(sealing.note().as_deref(), Some("not persisted"));
+        assert_eq!(sealing.pending().as_deref(), Some("not persisted"));
+    }
+
     fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs
             .iter()
