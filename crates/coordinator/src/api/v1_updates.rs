@@ -3,6 +3,11 @@
 //! uploads), `/update-manifest` (GET as v2; POST: the raw manifest, data the message) and
 //! `/update-cancel`. v1 never answers `fail`: refusals are JSend `error` with the same status
 //! (`401` for users, `400` for bad input).
+//!
+//! New recovery secrets are never dropped (MarbleRun's v1 drops them, leaving a state nobody
+//! can recover): an update that `/update` applies at once answers `{"RecoverySecrets": {...}}`
+//! as v1 `/manifest` does, and an acknowledgement on `/update-manifest` that would apply an
+//! update changing the recovery keys is refused with `400`, pointing to the v2 endpoint.
 
 use std::sync::Arc;
 
@@ -14,6 +19,7 @@ use quarry_common::limits::MAX_BODY_BYTES;
 use quarry_manifest::update::parse_secret_upload_v1;
 
 use crate::api::users::{leaf, run};
+use crate::api::v2::manifest::encode_secrets;
 use crate::api::v2::secrets::parse_secret_query;
 use crate::api::v2::update_manifest::{CANCELLED, acknowledged_message, get_pending};
 use crate::api::{blocking, drain, read_body};
@@ -55,11 +61,18 @@ async fn post_update(
     let raw = read_body(request.into_body(), MAX_BODY_BYTES)
         .await
         .map_err(v1)?;
-    run(move || core.update_manifest(leaf.as_deref(), raw.to_vec()))
+    let outcome = run(move || core.update_manifest(leaf.as_deref(), raw.to_vec()))
         .await
         .map_err(v1)?;
     crate::metrics::global().user_operation("manifest_update");
-    Ok(success(serde_json::Value::Null))
+    // An update applied at once may issue new recovery secrets; they exist only in this answer,
+    // so they are returned as v1 `/manifest` returns them instead of being dropped.
+    match outcome.recovery_secrets {
+        Some(secrets) if !secrets.is_empty() => Ok(success(
+            serde_json::json!({ "RecoverySecrets": encode_secrets(&secrets) }),
+        )),
+        _ => Ok(success(serde_json::Value::Null)),
+    }
 }
 
 async fn get_secrets(
@@ -105,7 +118,7 @@ async fn acknowledge(
     let raw = read_body(request.into_body(), MAX_BODY_BYTES)
         .await
         .map_err(v1)?;
-    let outcome = run(move || core.acknowledge_update(leaf.as_deref(), &raw))
+    let outcome = run(move || core.acknowledge_update_v1(leaf.as_deref(), &raw))
         .await
         .map_err(v1)?;
     crate::metrics::global().user_operation("update_acknowledged");

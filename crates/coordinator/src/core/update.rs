@@ -43,6 +43,20 @@ pub const UPDATE_IN_PROGRESS: &str = "update already in progress. Acknowledge th
      it, or cancel it to start a new one";
 /// Message when there is no pending update.
 pub const NO_UPDATE: &str = "no update in progress";
+/// Message when a v1 acknowledgement would apply an update whose new recovery secrets v1
+/// cannot return.
+pub const V1_RECOVERY_SECRETS: &str = "this acknowledgement applies an update that changes the \
+     recovery keys, and /update-manifest cannot return the new recovery secrets: acknowledge \
+     with POST /api/v2/update-manifest instead";
+
+/// Who receives the recovery secrets an applied update issues.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RecoverySecretsTo {
+    /// The caller's answer carries them.
+    Caller,
+    /// The answer cannot carry them: refuse to apply such an update.
+    Nobody,
+}
 
 /// A refused or failed user operation.
 #[derive(Debug, thiserror::Error)]
@@ -431,6 +445,23 @@ impl Core {
     /// `POST /api/v2/update-manifest`: acknowledges the pending update with its exact bytes;
     /// applies it when the last needed acknowledgement arrives.
     pub fn acknowledge_update(&self, leaf: Option<&[u8]>, raw: &[u8]) -> Result<UpdateOutcome> {
+        self.acknowledge(leaf, raw, RecoverySecretsTo::Caller)
+    }
+
+    /// `POST /update-manifest` (v1): as [`Core::acknowledge_update`], but v1 answers with a
+    /// message only, so an acknowledgement that would apply an update issuing new recovery
+    /// secrets is refused (`400`, nothing written) instead of losing them: the user
+    /// acknowledges through `POST /api/v2/update-manifest`, which returns them.
+    pub fn acknowledge_update_v1(&self, leaf: Option<&[u8]>, raw: &[u8]) -> Result<UpdateOutcome> {
+        self.acknowledge(leaf, raw, RecoverySecretsTo::Nobody)
+    }
+
+    fn acknowledge(
+        &self,
+        leaf: Option<&[u8]>,
+        raw: &[u8],
+        recovery_secrets_to: RecoverySecretsTo,
+    ) -> Result<UpdateOutcome> {
         let _guard = self.lock();
         self.require_state("acknowledging a manifest update", &[3], "state 3")?;
         let snapshot = self.snapshot();
@@ -459,6 +490,12 @@ impl Core {
             pending.missing_acknowledgments = pending.missing_acknowledgments.saturating_sub(1);
         }
         let missing_users = pending.missing_users();
+        if pending.missing_acknowledgments == 0
+            && recovery_secrets_to == RecoverySecretsTo::Nobody
+            && issues_recovery_secrets(current.manifest(), update.manifest())
+        {
+            return Err(CoreError::invalid(V1_RECOVERY_SECRETS).into());
+        }
         let now = OffsetDateTime::now_utc();
         let layers = if pending.missing_acknowledgments == 0 {
             Some(self.layers_for_update(current.manifest(), update.manifest())?)
@@ -678,9 +715,7 @@ impl Core {
         // Recovery: new recovery secrets of the same data key when the keys or threshold
         // changed; the seal mode follows the new manifest only then (as in MarbleRun).
         let mut recovery_secrets = None;
-        if old.recovery_keys != new.recovery_keys
-            || old.config.recovery_threshold != new.config.recovery_threshold
-        {
+        if recovery_changes(old, new) {
             let recovery_keys = parse_recovery_keys(new)?;
             let threshold = u32::try_from(new.config.recovery_threshold).unwrap_or(u32::MAX);
             let mode = RecoveryMode::for_keys(recovery_keys.len(), threshold)
@@ -726,6 +761,18 @@ impl Core {
         );
         Ok((ca, recovery_secrets))
     }
+}
+
+/// Whether applying `new` over `old` re-shares the data key (the recovery keys or the threshold
+/// changed).
+fn recovery_changes(old: &Manifest, new: &Manifest) -> bool {
+    old.recovery_keys != new.recovery_keys
+        || old.config.recovery_threshold != new.config.recovery_threshold
+}
+
+/// Whether applying `new` over `old` issues recovery secrets that only the caller receives.
+fn issues_recovery_secrets(old: &Manifest, new: &Manifest) -> bool {
+    recovery_changes(old, new) && !new.recovery_keys.is_empty()
 }
 
 fn is_certificate(kind: &str) -> bool {

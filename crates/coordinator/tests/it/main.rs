@@ -15,6 +15,7 @@ mod review_logs;
 mod review_recovery;
 mod review_restarts;
 mod review_startup;
+mod review11_updates;
 mod secrets;
 mod sign_quote;
 mod tools;

@@ -1,0 +1,214 @@
+//! Manifest updates as a malicious or careless user would drive them: new recovery secrets are
+//! never lost on the v1 endpoints, and every refusal leaves the sealed files byte-identical.
+
+use std::path::{Path, PathBuf};
+
+use quarry_testkit::coordinator::Coordinator;
+use serde_json::{Value, json};
+
+use crate::tools::{Answer, Trust, curl, file, rsa_key, sealed_files, unb64};
+use crate::users::{UserCert, manifest_body, user_cert, users_manifest};
+use crate::workflow::{prepare_upload, set_manifest, status};
+
+/// A Coordinator with the users manifest of [`crate::users`] changed by `change`.
+pub(crate) struct Custom {
+    pub(crate) c: Coordinator,
+    pub(crate) dir: PathBuf,
+    pub(crate) users: Vec<(&'static str, UserCert)>,
+    pub(crate) manifest: Value,
+    _tmp: tempfile::TempDir,
+}
+
+impl Custom {
+    pub(crate) fn start(change: impl FnOnce(&mut Value, &Path)) -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        let users: Vec<(&'static str, UserCert)> = ["alice", "bob", "carol", "dave", "frank"]
+            .into_iter()
+            .map(|name| (name, user_cert(&dir, name, false)))
+            .collect();
+        let listed: Vec<(&str, &UserCert)> = users.iter().map(|(n, c)| (*n, c)).collect();
+        let mut manifest: Value = serde_json::from_slice(&users_manifest(&listed, false)).unwrap();
+        change(&mut manifest, &dir);
+        let c = Coordinator::start(&dir).unwrap();
+        set_manifest(&c, &Trust::Insecure, &dir, &raw(&manifest));
+        Self {
+            c,
+            dir,
+            users,
+            manifest,
+            _tmp: tmp,
+        }
+    }
+
+    pub(crate) fn cert(&self, name: &str) -> &UserCert {
+        &self.users.iter().find(|(n, _)| *n == name).unwrap().1
+    }
+
+    /// A request as `user` with a raw body (v1 takes the manifest itself).
+    pub(crate) fn call_raw(
+        &self,
+        user: &str,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+    ) -> Answer {
+        let body = body.map(|b| file(&self.dir, "raw-body", b));
+        let cert = self.cert(user);
+        curl(
+            &Trust::Insecure,
+            method,
+            &self.c.url(path),
+            body.as_deref(),
+            &[
+                "--cert",
+                cert.cert.to_str().unwrap(),
+                "--key",
+                cert.key.to_str().unwrap(),
+            ],
+        )
+    }
+
+    /// A request as `user` with a JSON body.
+    pub(crate) fn call(&self, user: &str, method: &str, path: &str, body: Option<Value>) -> Answer {
+        let body = body.map(|b| b.to_string().into_bytes());
+        self.call_raw(user, method, path, body.as_deref())
+    }
+
+    pub(crate) fn sealed(&self) -> Vec<(String, Vec<u8>)> {
+        sealed_files(&self.c.seal_dir())
+    }
+}
+
+/// The bytes of a manifest value.
+pub(crate) fn raw(manifest: &Value) -> Vec<u8> {
+    serde_json::to_vec(manifest).unwrap()
+}
+
+/// Loses `sealed_key`, restarts in recovery mode and recovers with `uploads` (name, encrypted
+/// secret, private key); asserts that the Coordinator is back in state 3.
+fn recover_with(c: &mut Coordinator, dir: &Path, uploads: &[(&str, Vec<u8>, PathBuf)]) {
+    std::fs::remove_file(c.seal_dir().join("sealed_key")).unwrap();
+    c.restart().unwrap();
+    assert_eq!(status(c, &Trust::Insecure), 1);
+    for (name, encrypted, key) in uploads {
+        let body = prepare_upload(dir, name, encrypted, key);
+        let answer = curl(
+            &Trust::Insecure,
+            "POST",
+            &c.url("/api/v2/recover"),
+            Some(&body),
+            &[],
+        );
+        assert_eq!(answer.status, 200, "{:?}", answer.body);
+    }
+    assert_eq!(status(c, &Trust::Insecure), 3);
+}
+
+#[test]
+fn v1_updates_never_drop_new_recovery_secrets() {
+    // One acknowledgement applies an update (UpdateThreshold 1).
+    let mut d = Custom::start(|m, _| m["Config"] = json!({"UpdateThreshold": 1}));
+    let (key1, public1) = rsa_key(&d.dir, "holder1");
+    let (key2, public2) = rsa_key(&d.dir, "holder2");
+
+    // v1 /update applies at once an update that adds a recovery key: the answer carries the
+    // new recovery secret, as v1 /manifest does, and it recovers the state.
+    let mut with_key = d.manifest.clone();
+    with_key["RecoveryKeys"] = json!({ "holder1": public1 });
+    let answer = d.call_raw("dave", "POST", "/update", Some(&raw(&with_key)));
+    let secrets = answer.data()["RecoverySecrets"]
+        .as_object()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        secrets.keys().collect::<Vec<_>>(),
+        ["holder1"],
+        "{:?}",
+        answer.body
+    );
+    let dir = d.dir.clone();
+    recover_with(
+        &mut d.c,
+        &dir,
+        &[("holder1", unb64(&secrets["holder1"]), key1.clone())],
+    );
+
+    // An update that changes nothing about recovery still answers null on v1.
+    let mut threshold_two = with_key.clone();
+    threshold_two["Config"] = json!({"UpdateThreshold": 2});
+    let answer = d.call_raw("dave", "POST", "/update", Some(&raw(&threshold_two)));
+    assert_eq!(answer.data(), &Value::Null);
+
+    // Now two acknowledgements are needed. A pending update that changes the recovery keys
+    // cannot be applied by a v1 acknowledgement, which could only answer with a message: it is
+    // refused and nothing is written.
+    let mut two_keys = threshold_two.clone();
+    two_keys["RecoveryKeys"] = json!({ "holder1": public1, "holder2": public2 });
+    let submitted = d.call(
+        "dave",
+        "POST",
+        "/api/v2/update",
+        Some(manifest_body(&raw(&two_keys))),
+    );
+    assert_eq!(submitted.data()["missingAcknowledgments"], 1);
+    let before = d.sealed();
+    let refused = d.call_raw("frank", "POST", "/update-manifest", Some(&raw(&two_keys)));
+    assert_eq!(refused.status, 400, "{:?}", refused.body);
+    assert_eq!(refused.body["status"], "error");
+    assert!(
+        refused.message().contains("/api/v2/update-manifest"),
+        "{}",
+        refused.message()
+    );
+    assert_eq!(d.sealed(), before);
+    let pending = curl(
+        &Trust::Insecure,
+        "GET",
+        &d.c.url("/api/v2/update-manifest"),
+        None,
+        &[],
+    );
+    assert_eq!(pending.data()["missingUsers"], json!(["frank"]));
+
+    // The v2 acknowledgement applies it and returns both secrets, which recover the state.
+    let applied = d.call(
+        "frank",
+        "POST",
+        "/api/v2/update-manifest",
+        Some(manifest_body(&raw(&two_keys))),
+    );
+    assert_eq!(applied.data()["missingAcknowledgments"], 0);
+    let secrets = applied.data()["recoverySecrets"]
+        .as_object()
+        .unwrap()
+        .clone();
+    assert_eq!(secrets.len(), 2, "{:?}", applied.body);
+    recover_with(
+        &mut d.c,
+        &dir,
+        &[
+            ("holder1", unb64(&secrets["holder1"]), key1),
+            ("holder2", unb64(&secrets["holder2"]), key2),
+        ],
+    );
+
+    // An update that removes every recovery key issues no secret, so v1 may apply it.
+    let mut no_keys = threshold_two.clone();
+    no_keys["RecoveryKeys"] = json!({});
+    let submitted = d.call_raw("dave", "POST", "/update", Some(&raw(&no_keys)));
+    assert_eq!(submitted.data(), &Value::Null);
+    let acknowledged = d.call_raw("frank", "POST", "/update-manifest", Some(&raw(&no_keys)));
+    assert_eq!(
+        acknowledged.data(),
+        "All users have acknowledged the update manifest. Update successfully applied"
+    );
+    let manifest = curl(
+        &Trust::Insecure,
+        "GET",
+        &d.c.url("/api/v2/manifest"),
+        None,
+        &[],
+    );
+    assert_eq!(unb64(&manifest.data()["manifest"]), raw(&no_keys));
+}
