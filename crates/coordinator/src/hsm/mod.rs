@@ -221,7 +221,7 @@ impl Sealing {
         {
             tracing::warn!(
                 variable = quarry_azure::config::CA_FILE,
-                file = %file,
+                file = ?file,
                 "insecure option set: certificates from this file are trusted for Entra ID, MAA \
                  and Managed HSM and for release signatures; leave it unset in production"
             );
