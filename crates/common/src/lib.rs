@@ -1,8 +1,8 @@
 //! Conventions that every Quarry binary and several libraries share, so that they are written
 //! once: the `KEY=VALUE` env-file format, the `--ready-file` handshake used by tests and
 //! `quarry dev`, the size and nesting limits of the APIs and the CLI, the CLI's exit codes, the
-//! path notation that errors use to point into documents (`Marbles["web"].Package`), and when
-//! log output may be coloured.
+//! path notation that errors use to point into documents (`Marbles["web"].Package`), when log
+//! output may be coloured, and the base64 dialect of MarbleRun's Go JSON.
 //!
 //! These belong to no single component: the emulator writes env files that the Coordinator, the
 //! CLI and the tests read, and the manifest crate, the Client API and the CLI all report errors
@@ -10,6 +10,7 @@
 
 pub mod envfile;
 pub mod exit;
+pub mod go;
 pub mod limits;
 pub mod log;
 pub mod path;

@@ -10,7 +10,6 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use base64::Engine as _;
 use quarry_common::DocPath;
 
 use crate::node::{Node, Number};
@@ -95,21 +94,7 @@ pub(crate) fn go_fold_eq(key: &str, name: &str) -> bool {
     }
 }
 
-/// Go's `base64.StdEncoding`: padding required, trailing bits tolerated, CR and LF skipped.
-pub(crate) fn decode_std_base64(text: &str) -> Result<Vec<u8>, base64::DecodeError> {
-    const ENGINE: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
-        &base64::alphabet::STANDARD,
-        base64::engine::GeneralPurposeConfig::new()
-            .with_decode_allow_trailing_bits(true)
-            .with_decode_padding_mode(base64::engine::DecodePaddingMode::RequireCanonical),
-    );
-    if text.contains(['\r', '\n']) {
-        let cleaned: String = text.chars().filter(|c| !matches!(c, '\r' | '\n')).collect();
-        ENGINE.decode(cleaned)
-    } else {
-        ENGINE.decode(text)
-    }
-}
+pub(crate) use quarry_common::go::decode_std_base64;
 
 /// Collects warnings and errors while turning [`Node`]s into model values.
 #[derive(Debug, Default)]

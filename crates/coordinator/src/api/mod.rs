@@ -97,23 +97,29 @@ pub(crate) fn json_object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> 
     }
 }
 
-/// The member `name` of `object`, matched case-insensitively as Go's decoder does (an exact
-/// match wins).
-pub(crate) fn member<'a>(object: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
-    object.get(name).or_else(|| {
-        object
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v)
-    })
+/// The member `name` of `object`, matched case-insensitively as Go's decoder does. Two members
+/// that both match (`manifest` and `Manifest`) are refused: Go would silently take the last one,
+/// so a proxy or log that reads the first would see another value than the Coordinator.
+pub(crate) fn member<'a>(
+    object: &'a Map<String, Value>,
+    name: &str,
+) -> Result<Option<&'a Value>, ApiError> {
+    let mut matches = object.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name));
+    let first = matches.next();
+    if let Some((other, _)) = matches.next() {
+        let (first, _) = first.unwrap_or((other, &Value::Null));
+        return Err(ApiError::bad_request(format!(
+            "{name}: given twice, as {first:?} and {other:?}"
+        )));
+    }
+    Ok(first.map(|(_, v)| v))
 }
 
 /// The required standard-base64 string member `name`.
 pub(crate) fn base64_member(object: &Map<String, Value>, name: &str) -> Result<Vec<u8>, ApiError> {
-    match member(object, name) {
+    match member(object, name)? {
         None | Some(Value::Null) => Err(ApiError::bad_request(format!("{name}: missing"))),
-        Some(Value::String(text)) => base64::engine::general_purpose::STANDARD
-            .decode(text)
+        Some(Value::String(text)) => quarry_common::go::decode_std_base64(text)
             .map_err(|e| ApiError::bad_request(format!("{name}: invalid base64: {e}"))),
         Some(other) => Err(ApiError::bad_request(format!(
             "{name}: expected a base64 string, found {}",
@@ -152,4 +158,61 @@ where
 /// Standard base64 with padding, as Go encodes `[]byte`.
 pub(crate) fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn object(json: &str) -> Map<String, Value> {
+        json_object(json.as_bytes()).unwrap()
+    }
+
+    fn message(error: ApiError) -> String {
+        match error {
+            ApiError::Fail { message, .. } | ApiError::Error { message, .. } => message,
+        }
+    }
+
+    #[test]
+    fn members_match_case_insensitively_but_never_ambiguously() {
+        let one = object(r#"{"MANIFEST": "AQ=="}"#);
+        assert_eq!(base64_member(&one, "manifest").unwrap(), [1]);
+        for body in [
+            r#"{"manifest": "AQ==", "Manifest": "Ag=="}"#,
+            r#"{"Manifest": "Ag==", "manifest": "AQ=="}"#,
+            r#"{"mAnifest": "AQ==", "MaNifest": "AQ=="}"#,
+        ] {
+            let error = message(base64_member(&object(body), "manifest").unwrap_err());
+            assert!(
+                error.starts_with("manifest: given twice"),
+                "{body}: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn base64_members_accept_what_gos_json_decoder_accepts() {
+        // `base64 manifest.json` wraps lines; Go skips the line breaks and ignores trailing bits.
+        let wrapped = object("{\"manifest\": \"AAEC\\nAwQF\\r\\nBg==\\n\"}");
+        assert_eq!(
+            base64_member(&wrapped, "manifest").unwrap(),
+            [0, 1, 2, 3, 4, 5, 6]
+        );
+        assert_eq!(
+            base64_member(&object(r#"{"manifest": "AR=="}"#), "manifest").unwrap(),
+            [1]
+        );
+        for bad in [
+            r#"{"manifest": "AQ"}"#,
+            r#"{"manifest": "A Q=="}"#,
+            r#"{"manifest": "-_8="}"#,
+        ] {
+            let error = message(base64_member(&object(bad), "manifest").unwrap_err());
+            assert!(
+                error.starts_with("manifest: invalid base64"),
+                "{bad}: {error}"
+            );
+        }
+    }
 }

@@ -11,15 +11,6 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
-use base64::Engine as _;
-use base64::alphabet;
-use base64::engine::{GeneralPurpose, GeneralPurposeConfig};
-
-/// Go's `base64.StdEncoding` for decoding: padding required, trailing bits not checked.
-const GO_STD_BASE64: GeneralPurpose = GeneralPurpose::new(
-    &alphabet::STANDARD,
-    GeneralPurposeConfig::new().with_decode_allow_trailing_bits(true),
-);
 
 /// How a parameter's `Data` is written in the manifest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -62,16 +53,8 @@ impl Encoding {
     pub fn decode(self, data: &str) -> Result<Vec<u8>, DecodeError> {
         match self {
             Self::String => Ok(data.as_bytes().to_vec()),
-            Self::Base64 => {
-                // Go's decoder skips line breaks anywhere in the input.
-                let cleaned: Vec<u8> = data
-                    .bytes()
-                    .filter(|b| !matches!(b, b'\r' | b'\n'))
-                    .collect();
-                GO_STD_BASE64
-                    .decode(cleaned)
-                    .map_err(|e| DecodeError::Base64(e.to_string()))
-            }
+            Self::Base64 => quarry_common::go::decode_std_base64(data)
+                .map_err(|e| DecodeError::Base64(e.to_string())),
             Self::Hex => hex::decode(data).map_err(|e| DecodeError::Hex(e.to_string())),
         }
     }

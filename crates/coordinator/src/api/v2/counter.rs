@@ -35,7 +35,7 @@ pub fn routes() -> Router<Arc<Core>> {
 /// Reads the body of `POST /api/v2/monotonic-counter`: the counter's name and the new value.
 pub fn parse_counter_request(body: &[u8]) -> Result<(String, u64), ApiError> {
     let object = json_object(body)?;
-    let name = match member(&object, "name") {
+    let name = match member(&object, "name")? {
         None | Some(Value::Null) => return Err(ApiError::bad_request("name: missing")),
         Some(Value::String(name)) => name.clone(),
         Some(other) => {
@@ -45,7 +45,7 @@ pub fn parse_counter_request(body: &[u8]) -> Result<(String, u64), ApiError> {
             )));
         }
     };
-    let value = match member(&object, "value") {
+    let value = match member(&object, "value")? {
         None | Some(Value::Null) => return Err(ApiError::bad_request("value: missing")),
         Some(Value::Number(n)) => n.as_u64().ok_or_else(|| {
             ApiError::bad_request(format!(
