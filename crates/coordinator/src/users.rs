@@ -38,6 +38,17 @@ pub enum AuthError {
     /// The certificate is no user's.
     #[error("{UNKNOWN_USER}")]
     UnknownUser,
+    /// The certificate is the certificate of several users (the same DER in different PEM
+    /// text), so it is no single user's.
+    #[error(
+        "client certificate matches several users ({}): the manifest must give each user its \
+         own certificate",
+        users.join(", ")
+    )]
+    AmbiguousCertificate {
+        /// The users, in name order.
+        users: Vec<String>,
+    },
     /// The user's roles do not grant the action on every named resource.
     #[error("user {user:?} is not allowed to {action}{}", describe(resources))]
     NotAllowed {
@@ -104,22 +115,46 @@ fn action_phrase(action: Action) -> &'static str {
 }
 
 /// The user of `manifest` whose certificate is exactly `leaf` (DER).
+///
+/// Two users whose certificates are the same DER in different PEM text (line breaks, headers)
+/// are one key holder with two sets of permissions; such a certificate authenticates nobody,
+/// instead of whichever user comes first (MarbleRun picks one at random).
 pub fn authenticate(manifest: &Manifest, leaf: Option<&[u8]>) -> Result<User, AuthError> {
     let leaf = leaf.ok_or(AuthError::NoCertificate)?;
-    for (name, user) in &manifest.users {
+    let mut matching = manifest.users.iter().filter(|(_, user)| {
         // The manifest check made sure every user certificate parses; one that does not
         // (impossible for a stored manifest) simply matches nobody.
+        quarry_manifest::pem::parse_user_certificate(&user.certificate).is_ok_and(|der| der == leaf)
+    });
+    let Some((name, _)) = matching.next() else {
+        return Err(AuthError::UnknownUser);
+    };
+    let others: Vec<String> = matching.map(|(other, _)| other.clone()).collect();
+    if !others.is_empty() {
+        let mut users = vec![name.clone()];
+        users.extend(others);
+        return Err(AuthError::AmbiguousCertificate { users });
+    }
+    Ok(User {
+        name: name.clone(),
+        permissions: Permissions::of(manifest, name),
+    })
+}
+
+/// The first pair of users of `manifest` whose certificates are the same DER (in any PEM
+/// text), as (first, second) in name order.
+pub fn duplicate_certificate(manifest: &Manifest) -> Option<(String, String)> {
+    let mut first_with: std::collections::HashMap<Vec<u8>, &String> =
+        std::collections::HashMap::new();
+    for (name, user) in &manifest.users {
         let Ok(der) = quarry_manifest::pem::parse_user_certificate(&user.certificate) else {
             continue;
         };
-        if der == leaf {
-            return Ok(User {
-                name: name.clone(),
-                permissions: Permissions::of(manifest, name),
-            });
+        if let Some(first) = first_with.insert(der, name) {
+            return Some((first.clone(), name.clone()));
         }
     }
-    Err(AuthError::UnknownUser)
+    None
 }
 
 /// The names of the users of `manifest` holding `UpdateManifest`, sorted.

@@ -597,6 +597,14 @@ impl Core {
                 list.join("; ")
             )));
         }
+        // The check compares the certificates' PEM text; the same DER in other PEM text would
+        // make one key holder two users, and lock the second out.
+        if let Some((first, second)) = users::duplicate_certificate(manifest) {
+            return Err(CoreError::invalid(format!(
+                "invalid manifest: Users[{second:?}].Certificate: certificate is the same as the \
+                 one of user {first:?}"
+            )));
+        }
         let recovery_keys = parse_recovery_keys(manifest)?;
         let threshold = u32::try_from(manifest.config.recovery_threshold).unwrap_or(u32::MAX);
         RecoveryMode::for_keys(recovery_keys.len(), threshold)
