@@ -86,11 +86,13 @@ pub enum HsmError {
     },
     /// A validly signed release of the key and version recorded in the sealed key holds a key
     /// that does not open the sealed key's HSM layer: the key material behind that version is
-    /// not the one the state was sealed with.
+    /// not the one the state was sealed with, or the HSM layer of `sealed_key` was modified
+    /// (AES-GCM cannot tell the two apart).
     #[error(
-        "the released HSM key {key} does not open the sealed key (the release is validly signed \
-         for the recorded key and version, but holds other key material); recover the state \
-         with the recovery keys"
+        "the released HSM key {key} does not open the sealed key: the release is validly signed \
+         for the recorded key and version, so either that version holds other key material \
+         than the state was sealed with or sealed_key was modified; recover the state with the \
+         recovery keys"
     )]
     WrongKey {
         /// The key and version that was released and tried.

@@ -310,3 +310,39 @@ fn a_new_manifest_after_a_definite_failure_drops_the_reason_from_the_status() {
     c.restart().unwrap();
     wait_for(&c, "state 3 with the new state", |code, _| code == 3);
 }
+
+#[test]
+fn a_modified_hsm_layer_is_a_definite_failure_that_changes_no_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let emulator = Emulator::start_provisioned(dir, SEED_POLICY).unwrap();
+    let mut c = coordinator(dir, &emulator, &[]);
+    let (key, secrets) = seal_with_recovery_key(&c, dir);
+    let sealed = hsm_key(&c);
+
+    // The last byte of sealed_key is the HSM layer's AES-GCM tag.
+    c.stop();
+    let path = c.seal_dir().join("sealed_key");
+    let mut bytes = std::fs::read(&path).unwrap();
+    *bytes.last_mut().unwrap() ^= 1;
+    std::fs::write(&path, &bytes).unwrap();
+    let files = seal_dir_files(&c.seal_dir());
+
+    c.restart().unwrap();
+    let (_, message) = wait_for(&c, "recovery mode", |code, m| {
+        assert_ne!(code, 3, "unsealed a modified sealed_key: {m}");
+        code == 1
+    });
+    assert!(
+        message.contains(&format!(
+            "the released HSM key {sealed} does not open the sealed key"
+        )),
+        "{message}"
+    );
+    assert!(message.contains("sealed_key was modified"), "{message}");
+    assert_eq!(seal_dir_files(&c.seal_dir()), files);
+
+    recover(&c, dir, &key, &secrets);
+    c.restart().unwrap();
+    wait_for(&c, "state 3 after recovery", |code, _| code == 3);
+}
