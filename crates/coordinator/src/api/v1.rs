@@ -74,8 +74,8 @@ async fn post_manifest(State(core): State<Arc<Core>>, body: Body) -> Result<Resp
 
 async fn quote(State(core): State<Arc<Core>>) -> Result<Response, ApiError> {
     tracing::info!("deprecated v1 endpoint /quote called");
-    let chain = core.ca().quote_certificate_chain_pem();
-    let quote = blocking(move || core.quote(None)).await.map_err(v1_error)?;
+    let (ca, quote) = blocking(move || core.quote(None)).await.map_err(v1_error)?;
+    let chain = ca.quote_certificate_chain_pem();
     Ok(success(
         json!({ "Cert": chain, "Quote": quote.as_deref().map(b64) }),
     ))

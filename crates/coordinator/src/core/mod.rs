@@ -213,7 +213,7 @@ impl Core {
             marble_cert: Arc::new(SwappableCert::default()),
             hsm,
         };
-        core.install_ca()?;
+        core.install_ca(core.ca())?;
         tracing::info!(state = core.state().code(), "coordinator core ready");
         Ok(core)
     }
@@ -273,8 +273,7 @@ impl Core {
     /// Replaces the CA (after recovery, or a rotation by an update): the TLS certificates and
     /// the cached quote follow. Call with the core mutex held, after the commit.
     pub fn set_ca(&self, ca: CoordinatorCa) -> Result<(), CoreError> {
-        self.write().ca = Arc::new(ca);
-        self.install_ca()
+        self.install_ca(Arc::new(ca))
     }
 
     /// Whether an operation may change the state now, or the error saying why not.
@@ -305,13 +304,24 @@ impl Core {
     /// The quote for `/api/v2/quote`: the Open Enclave header and the SGX quote over
     /// SHA-256(root certificate DER || nonce) followed by 32 zero bytes. Without a nonce, the
     /// cached quote. `None` when no quote can be made (dev mode after a quote failure).
-    pub fn quote(&self, nonce: Option<&[u8]>) -> Result<Option<Vec<u8>>, CoreError> {
+    ///
+    /// Returns the CA whose root the quote covers with the quote, read together, so that an
+    /// answer never pairs one CA's certificates with a quote over another's root while a
+    /// recovery or an update replaces the CA.
+    pub fn quote(
+        &self,
+        nonce: Option<&[u8]>,
+    ) -> Result<(Arc<CoordinatorCa>, Option<Vec<u8>>), CoreError> {
         self.require_state("the quote", &[1, 2, 3], "state 1, 2 or 3")?;
-        let Some(nonce) = nonce else {
-            return Ok(self.read().quote.clone());
+        let (ca, cached) = {
+            let inner = self.read();
+            (Arc::clone(&inner.ca), inner.quote.clone())
         };
-        let ca = self.ca();
-        Ok(Some(self.make_quote(ca.root_certificate_der(), nonce)?))
+        let Some(nonce) = nonce else {
+            return Ok((ca, cached));
+        };
+        let quote = self.make_quote(ca.root_certificate_der(), nonce)?;
+        Ok((ca, Some(quote)))
     }
 
     fn make_quote(&self, root_der: &[u8], nonce: &[u8]) -> Result<Vec<u8>, CoreError> {
@@ -324,9 +334,17 @@ impl Core {
         Ok(quarry_enclave::quote::with_open_enclave_header(&quote))
     }
 
-    /// Serves the current CA's certificates and quotes its root.
-    fn install_ca(&self) -> Result<(), CoreError> {
-        let ca = self.ca();
+    /// Makes `ca` the current CA: quotes its root first, then installs the CA with its quote in
+    /// one step and serves its certificates.
+    fn install_ca(&self, ca: Arc<CoordinatorCa>) -> Result<(), CoreError> {
+        let quote = match self.make_quote(ca.root_certificate_der(), &[]) {
+            Ok(quote) => Some(quote),
+            Err(error) if self.config.dev_mode => {
+                tracing::warn!(error = %error_chain(&error), "no quote (tolerated in dev mode)");
+                None
+            }
+            Err(error) => return Err(error),
+        };
         let tls = |what: &str, e: rustls::Error| CoreError::Internal(format!("{what}: {e}"));
         let root_key = ca.root_key().to_pkcs8_der()?;
         self.client_cert
@@ -347,16 +365,9 @@ impl Core {
                 PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(intermediate_key.to_vec())),
             )
             .map_err(|e| tls("marble api certificate", e))?;
-
-        let quote = match self.make_quote(ca.root_certificate_der(), &[]) {
-            Ok(quote) => Some(quote),
-            Err(error) if self.config.dev_mode => {
-                tracing::warn!(error = %error_chain(&error), "no quote (tolerated in dev mode)");
-                None
-            }
-            Err(error) => return Err(error),
-        };
-        self.write().quote = quote;
+        let mut inner = self.write();
+        inner.ca = ca;
+        inner.quote = quote;
         Ok(())
     }
 
@@ -470,4 +481,56 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use quarry_enclave::quote::Quote;
+    use quarry_enclave::simulation::{Simulation, SimulationSettings};
+
+    use super::*;
+
+    #[test]
+    fn a_quote_always_covers_the_root_of_the_ca_answered_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let seal_dir = dir.path().join("seal");
+        let enclave = Arc::new(Simulation::new(SimulationSettings::new(dir.path())).unwrap());
+        let lookup = |name: &str| {
+            (name == "EDG_COORDINATOR_SEAL_DIR").then(|| seal_dir.display().to_string())
+        };
+        let config = Config::from_lookup(lookup, dir.path().to_owned()).unwrap();
+        let core = Core::open(config, enclave, BTreeMap::new()).unwrap();
+        let names = CaNames::parse("localhost");
+
+        // One thread replaces the CA (as recovery and full updates do) while another reads
+        // quotes; every answer must pair a quote with the root it covers.
+        let done = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                for _ in 0..20 {
+                    let now = OffsetDateTime::now_utc();
+                    let ca = CoordinatorCa::generate(&names, now, &SystemRandom).unwrap();
+                    core.set_ca(ca).unwrap();
+                }
+                done.store(true, std::sync::atomic::Ordering::Release);
+            });
+            let nonces = [None, Some(&b"nonce"[..])].into_iter().cycle();
+            for nonce in nonces {
+                if done.load(std::sync::atomic::Ordering::Acquire) {
+                    break;
+                }
+                let (ca, quote) = core.quote(nonce).unwrap();
+                let quote = Quote::parse(&quote.unwrap()).unwrap();
+                let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+                ctx.update(ca.root_certificate_der());
+                ctx.update(nonce.unwrap_or_default());
+                let expected = ctx.finish();
+                assert_eq!(
+                    &quote.report_body.report_data[..32],
+                    expected.as_ref(),
+                    "quote and root certificate differ"
+                );
+            }
+        });
+    }
 }

@@ -38,8 +38,8 @@ async fn quote(
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let nonce = nonce(query.as_deref())?;
-    let chain = core.ca().quote_certificate_chain_pem();
-    let quote = blocking(move || core.quote(nonce.as_deref())).await?;
+    let (ca, quote) = blocking(move || core.quote(nonce.as_deref())).await?;
+    let chain = ca.quote_certificate_chain_pem();
     Ok(success(
         json!({ "cert": chain, "quote": quote.as_deref().map(b64) }),
     ))
