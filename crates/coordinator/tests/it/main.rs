@@ -10,6 +10,7 @@ mod hsm_failures;
 mod marble;
 mod metrics;
 mod rbac;
+mod review11_metrics;
 mod review11_updates;
 mod review11_users;
 mod review_client_certs;
