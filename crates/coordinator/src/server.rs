@@ -11,7 +11,9 @@
 //! request byte by byte, never finishes the HTTP/2 preface, or just keeps the connection open.
 //! Within that, an HTTP/1.1 request's headers must arrive within [`HEADER_READ_TIMEOUT`], and an
 //! HTTP/2 peer must answer pings ([`HTTP2_KEEP_ALIVE`]); hyper applies those only with a timer,
-//! which is set here. The HTTP version follows ALPN (`h2` or else HTTP/1.1), as in Go's server,
+//! which is set here. At most [`MAX_CONNECTIONS`] connections are served at once; further
+//! clients wait in the listen backlog, so no number of clients can exhaust the file descriptors
+//! the store needs to commit. The HTTP version follows ALPN (`h2` or else HTTP/1.1), as in Go's server,
 //! so no time is spent guessing it from the first bytes.
 
 use std::sync::{Arc, Mutex, PoisonError};
@@ -42,22 +44,27 @@ pub const HTTP2_KEEP_ALIVE: Duration = Duration::from_secs(30);
 /// long that shutdown may take before the connection is dropped.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How many Client API connections are served at once.
+pub const MAX_CONNECTIONS: usize = 512;
+
 /// The leaf certificate the client proved possession of, if it presented one.
 #[derive(Debug, Clone, Default)]
 pub struct PeerCertificate(pub Option<CertificateDer<'static>>);
 
 /// Serves `router` on `listener` with TLS until the task is dropped.
 pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, router: Router) {
-    serve_with(listener, tls, router, IDLE_TIMEOUT).await;
+    serve_with(listener, tls, router, IDLE_TIMEOUT, MAX_CONNECTIONS).await;
 }
 
-/// [`serve`] with another idle timeout (tests shorten it).
+/// [`serve`] with another idle timeout and connection limit (tests lower them).
 async fn serve_with(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     router: Router,
     idle_timeout: Duration,
+    max_connections: usize,
 ) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(max_connections));
     let mut http = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     http.http1()
         .timer(TokioTimer::new())
@@ -70,6 +77,10 @@ async fn serve_with(
     let http2 = Arc::new(http.http2_only());
     let acceptor = TlsAcceptor::from(tls);
     loop {
+        // Taken before accepting: while every slot is in use, new clients wait in the backlog.
+        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+            return; // The semaphore is never closed.
+        };
         let (tcp, peer) = match listener.accept().await {
             Ok(conn) => conn,
             Err(error) => {
@@ -83,6 +94,7 @@ async fn serve_with(
         let router = router.clone();
         let (http1, http2) = (Arc::clone(&http1), Arc::clone(&http2));
         tokio::spawn(async move {
+            let _slot = slot;
             let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(stream)) => stream,
                 Ok(Err(error)) => {
@@ -219,6 +231,13 @@ mod tests {
     const GUARD: Duration = Duration::from_secs(120);
 
     async fn server(header_read_timeout: Duration) -> std::net::SocketAddr {
+        limited_server(header_read_timeout, MAX_CONNECTIONS).await
+    }
+
+    async fn limited_server(
+        header_read_timeout: Duration,
+        max_connections: usize,
+    ) -> std::net::SocketAddr {
         let ca = CoordinatorCa::generate(
             &CaNames::parse("localhost"),
             time::OffsetDateTime::now_utc(),
@@ -242,6 +261,7 @@ mod tests {
             Arc::new(tls),
             router,
             header_read_timeout,
+            max_connections,
         ));
         addr
     }
@@ -313,6 +333,29 @@ mod tests {
         let answer = String::from_utf8_lossy(&answer);
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
         assert!(answer.ends_with("pong"), "{answer}");
+    }
+
+    #[tokio::test]
+    async fn clients_beyond_the_connection_limit_wait_for_a_free_slot() {
+        let addr = limited_server(GUARD, 1).await;
+        let first = connect(addr, b"http/1.1").await;
+        let second = tokio::spawn(connect(addr, b"http/1.1"));
+        // While the only slot is held, the second handshake cannot complete (if this wait is too
+        // short on a slow machine, the test passes without proving anything; it cannot fail).
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            !second.is_finished(),
+            "a client was served beyond the limit"
+        );
+        drop(first);
+        let mut second = tokio::time::timeout(GUARD, second).await.unwrap().unwrap();
+        second
+            .write_all(b"GET /ping HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        second.flush().await.unwrap();
+        let answer = read_to_close(&mut second).await;
+        assert!(String::from_utf8_lossy(&answer).ends_with("pong"));
     }
 
     #[tokio::test(start_paused = true)]
