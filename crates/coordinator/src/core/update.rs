@@ -1,6 +1,9 @@
 //! What users do after the manifest is set: read and write secrets, package updates, full
 //! manifest updates with acknowledgements, cancelling them, and reading the update log.
 //!
+//! An uploaded certificate secret must carry a key of the secret's type, and its `Private`, if
+//! given, must be the certificate's own key in PKCS#8 (MarbleRun stores either as it comes).
+//!
 //! Every operation authenticates the user against the manifest it reads, under the core mutex
 //! for the ones that change the state, so a full update that replaces the users cannot race a
 //! request by a user it removes. Every state change is one store commit and one `info` log
@@ -190,6 +193,21 @@ impl Core {
             let list: Vec<String> = violations.iter().map(ToString::to_string).collect();
             CoreError::invalid(list.join("; "))
         })?;
+        // MarbleRun stores a certificate of another key type, or a private key of another
+        // certificate, as it comes; a Marble then gets a key pair that cannot work.
+        let mismatches: Vec<String> = values
+            .iter()
+            .filter_map(|(name, value)| {
+                let cert = value.cert.as_deref()?;
+                let kind = &manifest.secrets[name].kind;
+                check_key_pair(kind, cert, value.private.expose())
+                    .err()
+                    .map(|reason| format!("secrets[{name:?}].{reason}"))
+            })
+            .collect();
+        if !mismatches.is_empty() {
+            return Err(CoreError::invalid(mismatches.join("; ")).into());
+        }
 
         let mut known = BTreeMap::new();
         for (name, value) in &values {
@@ -781,6 +799,145 @@ fn recovery_changes(old: &Manifest, new: &Manifest) -> bool {
 /// Whether applying `new` over `old` issues recovery secrets that only the caller receives.
 fn issues_recovery_secrets(old: &Manifest, new: &Manifest) -> bool {
     recovery_changes(old, new) && !new.recovery_keys.is_empty()
+}
+
+/// Object identifiers of the public key algorithms (RFC 5480, RFC 8017, RFC 8410).
+const OID_EC_PUBLIC_KEY: &str = "1.2.840.10045.2.1";
+const OID_RSA_ENCRYPTION: &str = "1.2.840.113549.1.1.1";
+const OID_ED25519: &str = "1.3.101.112";
+const OID_P256: &str = "1.2.840.10045.3.1.7";
+const OID_P384: &str = "1.3.132.0.34";
+const OID_P521: &str = "1.3.132.0.35";
+
+/// Checks that the uploaded certificate `cert` has the key type of the secret's `kind`, and that
+/// `private` (PKCS#8, optional: empty when not uploaded) is the private key of that certificate.
+/// The error starts with the field it is about (`Cert: ...`, `Private: ...`).
+fn check_key_pair(
+    kind: &SecretType,
+    cert: &[u8],
+    private: &[u8],
+) -> std::result::Result<(), String> {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let (_, parsed) = X509Certificate::from_der(cert)
+        .map_err(|e| format!("Cert: not an x509 certificate: {e}"))?;
+    let spki = parsed.public_key();
+    let algorithm = spki.algorithm.algorithm.to_id_string();
+    let (expected, name) = match kind {
+        SecretType::CertEcdsa => (OID_EC_PUBLIC_KEY, "an ecdsa"),
+        SecretType::CertRsa => (OID_RSA_ENCRYPTION, "an rsa"),
+        SecretType::CertEd25519 => (OID_ED25519, "an ed25519"),
+        _ => return Ok(()),
+    };
+    if algorithm != expected {
+        return Err(format!(
+            "Cert: the secret is {}, but the certificate's key is not {name} key (algorithm \
+             {algorithm})",
+            kind.as_str()
+        ));
+    }
+    if private.is_empty() {
+        return Ok(());
+    }
+    let public = spki.subject_public_key.data.as_ref();
+    let derived: Option<Vec<u8>> = match kind {
+        SecretType::CertEcdsa => {
+            use aws_lc_rs::signature::{
+                ECDSA_P256_SHA256_ASN1_SIGNING, ECDSA_P384_SHA384_ASN1_SIGNING,
+                ECDSA_P521_SHA512_ASN1_SIGNING, EcdsaKeyPair, KeyPair,
+            };
+            let curve = spki
+                .algorithm
+                .parameters
+                .as_ref()
+                .and_then(|p| p.as_oid().ok())
+                .map(|oid| oid.to_id_string());
+            let signing = match curve.as_deref() {
+                Some(OID_P256) => &ECDSA_P256_SHA256_ASN1_SIGNING,
+                Some(OID_P384) => &ECDSA_P384_SHA384_ASN1_SIGNING,
+                Some(OID_P521) => &ECDSA_P521_SHA512_ASN1_SIGNING,
+                other => {
+                    return Err(format!(
+                        "Cert: unsupported ecdsa curve {}",
+                        other.unwrap_or("(none)")
+                    ));
+                }
+            };
+            EcdsaKeyPair::from_pkcs8(signing, private)
+                .ok()
+                .map(|pair| pair.public_key().as_ref().to_vec())
+        }
+        SecretType::CertEd25519 => {
+            use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
+            Ed25519KeyPair::from_pkcs8_maybe_unchecked(private)
+                .ok()
+                .map(|pair| pair.public_key().as_ref().to_vec())
+        }
+        _ => rsa_private_integers(private),
+    };
+    match derived {
+        None => Err(format!(
+            "Private: not a PKCS#8 private key of the certificate's type ({})",
+            kind.as_str()
+        )),
+        Some(derived) if !same_public_key(kind, &derived, public) => {
+            Err("Private: the private key does not belong to the certificate".to_owned())
+        }
+        Some(_) => Ok(()),
+    }
+}
+
+/// Whether the public key `derived` from a private key is the certificate's `public` key
+/// (for RSA, `derived` is what [`rsa_private_integers`] gives).
+fn same_public_key(kind: &SecretType, derived: &[u8], public: &[u8]) -> bool {
+    if !matches!(kind, SecretType::CertRsa) {
+        return derived == public;
+    }
+    rsa_public_integers(public).is_some_and(|[n, e]| rsa_key_id(&n, &e) == derived)
+}
+
+/// An unsigned DER integer's bytes without leading zero bytes.
+fn unsigned(bytes: &[u8]) -> Vec<u8> {
+    let start = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len());
+    bytes[start..].to_vec()
+}
+
+/// The modulus and public exponent of a DER `RSAPublicKey`.
+fn rsa_public_integers(der: &[u8]) -> Option<[Vec<u8>; 2]> {
+    use x509_parser::der_parser::der::parse_der;
+    let (_, key) = parse_der(der).ok()?;
+    let fields = key.as_sequence().ok()?;
+    Some([
+        unsigned(fields.first()?.as_slice().ok()?),
+        unsigned(fields.get(1)?.as_slice().ok()?),
+    ])
+}
+
+/// The public key of a PKCS#8 RSA private key as [`rsa_key_id`] writes it (any key size; the
+/// private parts are not read). `None` if it is not one.
+fn rsa_private_integers(pkcs8: &[u8]) -> Option<Vec<u8>> {
+    use x509_parser::der_parser::der::parse_der;
+    let (rest, info) = parse_der(pkcs8).ok()?;
+    if !rest.is_empty() {
+        return None;
+    }
+    let items = info.as_sequence().ok()?;
+    let algorithm = items.get(1)?.as_sequence().ok()?.first()?.as_oid().ok()?;
+    if algorithm.to_id_string() != OID_RSA_ENCRYPTION {
+        return None;
+    }
+    let (_, key) = parse_der(items.get(2)?.as_slice().ok()?).ok()?;
+    // RSAPrivateKey { version, modulus, publicExponent, ... }
+    let fields = key.as_sequence().ok()?;
+    Some(rsa_key_id(
+        &unsigned(fields.get(1)?.as_slice().ok()?),
+        &unsigned(fields.get(2)?.as_slice().ok()?),
+    ))
+}
+
+/// An RSA public key as comparable bytes: the modulus's length, the modulus, the exponent.
+fn rsa_key_id(modulus: &[u8], exponent: &[u8]) -> Vec<u8> {
+    let length = u32::try_from(modulus.len()).unwrap_or(u32::MAX);
+    [&length.to_be_bytes()[..], modulus, exponent].concat()
 }
 
 fn is_certificate(kind: &str) -> bool {
