@@ -11,6 +11,7 @@ mod marble;
 mod metrics;
 mod rbac;
 mod review11_metrics;
+mod review11_restarts;
 mod review11_secrets;
 mod review11_updates;
 mod review11_users;
