@@ -52,6 +52,9 @@ pub const V1_RECOVERY_SECRETS: &str = "this acknowledgement applies an update th
      recovery keys, and /update-manifest cannot return the new recovery secrets: acknowledge \
      with POST /api/v2/update-manifest instead";
 
+/// The highest security version an SGX enclave can have (ISVSVN is a 16-bit number).
+pub const MAX_SECURITY_VERSION: u64 = 65535;
+
 /// Who receives the recovery secrets an applied update issues.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum RecoverySecretsTo {
@@ -313,17 +316,43 @@ impl Core {
                 package.security_version = stored.security_version;
             }
         }
-        let violations = check_package_update(&packages, update.manifest());
-        if !violations.is_empty() {
-            let list: Vec<String> = violations.iter().map(ToString::to_string).collect();
-            return Err(
-                CoreError::invalid(format!("invalid package update: {}", list.join("; "))).into(),
-            );
-        }
+        // The permission first, on every named package that exists (and, when none does, on
+        // none: the user must hold UpdateSecurityVersion at all), so that a user without it
+        // learns nothing more; unknown packages are then named by the check.
         user.require(
             Action::UpdateSecurityVersion,
-            update.manifest().packages.keys().map(String::as_str),
+            update
+                .manifest()
+                .packages
+                .keys()
+                .filter(|name| packages.contains_key(*name))
+                .map(String::as_str),
         )?;
+        let mut violations: Vec<String> = check_package_update(&packages, update.manifest())
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        // An enclave's ISVSVN is 16 bits: a higher version would refuse every enclave of the
+        // package for good, since versions cannot be lowered again.
+        for (name, package) in &update.manifest().packages {
+            if let Some(version) = package
+                .security_version
+                .filter(|v| *v > MAX_SECURITY_VERSION)
+            {
+                violations.push(format!(
+                    "Packages[{name:?}].SecurityVersion: {version} is more than \
+                     {MAX_SECURITY_VERSION}, the highest security version (ISVSVN) an enclave \
+                     can have"
+                ));
+            }
+        }
+        if !violations.is_empty() {
+            return Err(CoreError::invalid(format!(
+                "invalid package update: {}",
+                violations.join("; ")
+            ))
+            .into());
+        }
         let updated = apply_package_update(&packages, update.manifest());
 
         let now = OffsetDateTime::now_utc();

@@ -212,3 +212,74 @@ fn v1_updates_never_drop_new_recovery_secrets() {
     );
     assert_eq!(unb64(&manifest.data()["manifest"]), raw(&no_keys));
 }
+
+#[test]
+fn package_updates_check_the_permission_first_and_refuse_versions_no_enclave_has() {
+    let d = Custom::start(|_, _| {});
+    let update =
+        |packages: Value| manifest_body(json!({ "Packages": packages }).to_string().as_bytes());
+    let before = d.sealed();
+    // Alice may not update packages: whatever she sends, she learns only that.
+    for packages in [
+        json!({"backend": {"SecurityVersion": 0}}),
+        json!({"nonexistent": {"SecurityVersion": 5}}),
+        json!({"backend": {"SecurityVersion": 70000}}),
+        json!({"backend": {"SecurityVersion": 3}}),
+    ] {
+        let answer = d.call(
+            "alice",
+            "POST",
+            "/api/v2/update",
+            Some(update(packages.clone())),
+        );
+        assert_eq!(answer.status, 401, "{packages}: {:?}", answer.body);
+        assert!(
+            answer
+                .message()
+                .starts_with("user \"alice\" is not allowed to update the security version"),
+            "{}",
+            answer.message()
+        );
+    }
+    assert_eq!(d.sealed(), before);
+
+    // Carol may, within the rules; 65536 and above no enclave can ever have.
+    for (packages, fragment) in [
+        (
+            json!({"backend": {"SecurityVersion": 0}}),
+            "SecurityVersion",
+        ),
+        (
+            json!({"backend": {"SecurityVersion": 2, "UniqueID": "00"}}),
+            "UniqueID",
+        ),
+        (
+            json!({"backend": {"SecurityVersion": 2, "Debug": true}}),
+            "Debug",
+        ),
+        (
+            json!({"backend": {"SecurityVersion": 65536}}),
+            "Packages[\"backend\"].SecurityVersion: 65536 is more than 65535, the highest \
+             security version (ISVSVN) an enclave can have",
+        ),
+    ] {
+        let answer = d.call(
+            "carol",
+            "POST",
+            "/api/v2/update",
+            Some(update(packages.clone())),
+        );
+        assert_eq!(answer.status, 400, "{packages}: {:?}", answer.body);
+        assert!(answer.message().contains(fragment), "{}", answer.message());
+        assert_eq!(d.sealed(), before, "{packages}");
+    }
+    for _ in 0..2 {
+        let answer = d.call(
+            "carol",
+            "POST",
+            "/api/v2/update",
+            Some(update(json!({"backend": {"SecurityVersion": 65535}}))),
+        );
+        assert_eq!(answer.data()["missingAcknowledgments"], 0);
+    }
+}
