@@ -11,16 +11,25 @@
 //! request byte by byte, never finishes the HTTP/2 preface, or just keeps the connection open.
 //! Within that, an HTTP/1.1 request's headers must arrive within [`HEADER_READ_TIMEOUT`], and an
 //! HTTP/2 peer must answer pings ([`HTTP2_KEEP_ALIVE`]); hyper applies those only with a timer,
-//! which is set here. At most [`MAX_CONNECTIONS`] connections are served at once; further
+//! which is set here. A request in progress does not hold the connection forever either: its
+//! body must have arrived completely within [`BODY_TIMEOUT`] of its headers, or the connection
+//! is dropped (a client that announces a large body and then trickles it, or never sends it,
+//! would otherwise pin the connection and its slot). An HTTP/2 client may have at most
+//! [`HTTP2_MAX_STREAMS`] requests in progress on one connection.
+//!
+//! At most [`MAX_CONNECTIONS`] connections are served at once; further
 //! clients wait in the listen backlog, so no number of clients can exhaust the file descriptors
 //! the store needs to commit. The HTTP version follows ALPN (`h2` or else HTTP/1.1), as in Go's server,
 //! so no time is spent guessing it from the first bytes.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::pki_types::CertificateDer;
 use tokio::net::TcpListener;
@@ -47,23 +56,49 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How many Client API connections are served at once.
 pub const MAX_CONNECTIONS: usize = 512;
 
+/// How long a request's body may take to arrive completely, counted from the end of its
+/// headers. A client that has not sent the whole body by then is disconnected. At the largest
+/// body allowed (`quarry_common::limits::MAX_BODY_BYTES`) this asks for about 140 KB/s.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How many requests an HTTP/2 client may have in progress on one connection (hyper's default
+/// is 200; the Client API's clients send one request at a time).
+pub const HTTP2_MAX_STREAMS: u32 = 32;
+
 /// The leaf certificate the client proved possession of, if it presented one.
 #[derive(Debug, Clone, Default)]
 pub struct PeerCertificate(pub Option<CertificateDer<'static>>);
 
 /// Serves `router` on `listener` with TLS until the task is dropped.
 pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, router: Router) {
-    serve_with(listener, tls, router, IDLE_TIMEOUT, MAX_CONNECTIONS).await;
+    let limits = Limits {
+        idle: IDLE_TIMEOUT,
+        body: BODY_TIMEOUT,
+        connections: MAX_CONNECTIONS,
+    };
+    serve_with(listener, tls, router, limits).await;
 }
 
-/// [`serve`] with another idle timeout and connection limit (tests lower them).
+/// The timeouts and the connection limit of [`serve`] (tests lower them).
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    idle: Duration,
+    body: Duration,
+    connections: usize,
+}
+
+/// [`serve`] with other limits.
 async fn serve_with(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     router: Router,
-    idle_timeout: Duration,
-    max_connections: usize,
+    limits: Limits,
 ) {
+    let Limits {
+        idle: idle_timeout,
+        body: body_timeout,
+        connections: max_connections,
+    } = limits;
     let slots = Arc::new(tokio::sync::Semaphore::new(max_connections));
     let mut http = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     http.http1()
@@ -72,7 +107,8 @@ async fn serve_with(
     http.http2()
         .timer(TokioTimer::new())
         .keep_alive_interval(HTTP2_KEEP_ALIVE)
-        .keep_alive_timeout(HTTP2_KEEP_ALIVE);
+        .keep_alive_timeout(HTTP2_KEEP_ALIVE)
+        .max_concurrent_streams(HTTP2_MAX_STREAMS);
     let http1 = Arc::new(http.clone().http1_only());
     let http2 = Arc::new(http.http2_only());
     let acceptor = TlsAcceptor::from(tls);
@@ -119,21 +155,29 @@ async fn serve_with(
             let peer_cert = PeerCertificate(leaf);
             let activity = Activity::new();
             let requests = Arc::clone(&activity);
-            let service =
-                hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
-                    request.extensions_mut().insert(peer_cert.clone());
-                    let in_flight = requests.begin();
-                    let response = router.clone().oneshot(request);
-                    async move {
-                        let response = response.await;
-                        drop(in_flight);
-                        response
-                    }
-                });
+            let late_body = Arc::new(Notify::new());
+            let late = Arc::clone(&late_body);
+            let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+                let (parts, body) = request.into_parts();
+                let body = DeadlineBody::new(body, body_timeout, Arc::clone(&late));
+                let mut request = hyper::Request::from_parts(parts, axum::body::Body::new(body));
+                request.extensions_mut().insert(peer_cert.clone());
+                let in_flight = requests.begin();
+                let response = router.clone().oneshot(request);
+                async move {
+                    let response = response.await;
+                    drop(in_flight);
+                    response
+                }
+            });
             let connection = http.serve_connection(TokioIo::new(stream), service);
             tokio::pin!(connection);
             let result = tokio::select! {
                 result = connection.as_mut() => result,
+                () = late_body.notified() => {
+                    tracing::debug!(%peer, "closing a connection whose request body is late");
+                    return;
+                }
                 () = activity.idle(idle_timeout) => {
                     tracing::debug!(%peer, "closing an idle connection");
                     connection.as_mut().graceful_shutdown();
@@ -147,6 +191,74 @@ async fn serve_with(
                 tracing::debug!(%peer, %error, "connection ended with an error");
             }
         });
+    }
+}
+
+/// A request body that must end by a deadline. Past it, reading fails and `late` is notified,
+/// upon which the connection is dropped: the handler's answer would not reach a client that is
+/// still sending anyway.
+struct DeadlineBody {
+    inner: Incoming,
+    /// Armed while the body has not ended; `None` once it has (or if it was empty).
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    late: Arc<Notify>,
+}
+
+impl DeadlineBody {
+    fn new(inner: Incoming, timeout: Duration, late: Arc<Notify>) -> Self {
+        let deadline = (!inner.is_end_stream()).then(|| Box::pin(tokio::time::sleep(timeout)));
+        Self {
+            inner,
+            deadline,
+            late,
+        }
+    }
+}
+
+/// The error a [`DeadlineBody`] yields once its deadline has passed.
+#[derive(Debug, thiserror::Error)]
+#[error("request body not received before its deadline")]
+struct LateBody;
+
+impl http_body::Body for DeadlineBody {
+    type Data = hyper::body::Bytes;
+    type Error = axum::BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(None) => {
+                this.deadline = None;
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(frame)) => {
+                if this.inner.is_end_stream() {
+                    this.deadline = None;
+                }
+                Poll::Ready(Some(frame.map_err(Into::into)))
+            }
+            Poll::Pending => match this.deadline.as_mut().map(|d| d.as_mut().poll(cx)) {
+                Some(Poll::Ready(())) => {
+                    this.deadline = None;
+                    // `notify_one` keeps the notification if the connection task is not
+                    // waiting yet.
+                    this.late.notify_one();
+                    Poll::Ready(Some(Err(LateBody.into())))
+                }
+                _ => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -217,7 +329,7 @@ impl Drop for InFlight {
 
 #[cfg(test)]
 mod tests {
-    use axum::routing::get;
+    use axum::routing::{get, post};
     use quarry_pki::{CaNames, CoordinatorCa, SystemRandom};
     use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -230,14 +342,16 @@ mod tests {
     /// A guard against a hang when the server fails to close: far above the timeouts under test.
     const GUARD: Duration = Duration::from_secs(120);
 
-    async fn server(header_read_timeout: Duration) -> std::net::SocketAddr {
-        limited_server(header_read_timeout, MAX_CONNECTIONS).await
+    async fn server(idle: Duration) -> std::net::SocketAddr {
+        limited_server(Limits {
+            idle,
+            body: BODY_TIMEOUT,
+            connections: MAX_CONNECTIONS,
+        })
+        .await
     }
 
-    async fn limited_server(
-        header_read_timeout: Duration,
-        max_connections: usize,
-    ) -> std::net::SocketAddr {
+    async fn limited_server(limits: Limits) -> std::net::SocketAddr {
         let ca = CoordinatorCa::generate(
             &CaNames::parse("localhost"),
             time::OffsetDateTime::now_utc(),
@@ -255,14 +369,10 @@ mod tests {
         let tls = server_config(cert, false, &[b"h2", b"http/1.1"]).unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let router = Router::new().route("/ping", get(|| async { "pong" }));
-        tokio::spawn(serve_with(
-            listener,
-            Arc::new(tls),
-            router,
-            header_read_timeout,
-            max_connections,
-        ));
+        let router = Router::new()
+            .route("/ping", get(|| async { "pong" }))
+            .route("/echo", post(|body: axum::body::Bytes| async move { body }));
+        tokio::spawn(serve_with(listener, Arc::new(tls), router, limits));
         addr
     }
 
@@ -337,7 +447,12 @@ mod tests {
 
     #[tokio::test]
     async fn clients_beyond_the_connection_limit_wait_for_a_free_slot() {
-        let addr = limited_server(GUARD, 1).await;
+        let addr = limited_server(Limits {
+            idle: GUARD,
+            body: GUARD,
+            connections: 1,
+        })
+        .await;
         let first = connect(addr, b"http/1.1").await;
         let second = tokio::spawn(connect(addr, b"http/1.1"));
         // While the only slot is held, the second handshake cannot complete (if this wait is too
@@ -356,6 +471,48 @@ mod tests {
         second.flush().await.unwrap();
         let answer = read_to_close(&mut second).await;
         assert!(String::from_utf8_lossy(&answer).ends_with("pong"));
+    }
+
+    #[tokio::test]
+    async fn a_client_that_does_not_finish_its_request_body_is_disconnected() {
+        // Idle timeout far away: only the body deadline can close these connections.
+        let addr = limited_server(Limits {
+            idle: GUARD,
+            body: Duration::from_millis(100),
+            connections: MAX_CONNECTIONS,
+        })
+        .await;
+        let head = "POST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1000\r\n\r\n";
+        for sent in ["", "part of it"] {
+            let mut client = connect(addr, b"http/1.1").await;
+            client
+                .write_all(format!("{head}{sent}").as_bytes())
+                .await
+                .unwrap();
+            client.flush().await.unwrap();
+            // The connection closes; the handler's error answer may or may not get out first.
+            let answer = read_to_close(&mut client).await;
+            let answer = String::from_utf8_lossy(&answer);
+            assert!(!answer.contains(" 200 "), "{answer}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_request_body_that_arrives_in_time_is_read() {
+        let addr = server(GUARD).await;
+        let mut client = connect(addr, b"http/1.1").await;
+        client
+            .write_all(
+                b"POST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n\
+                  Connection: close\r\n\r\nhello",
+            )
+            .await
+            .unwrap();
+        client.flush().await.unwrap();
+        let answer = read_to_close(&mut client).await;
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.ends_with("hello"), "{answer}");
     }
 
     #[tokio::test(start_paused = true)]
