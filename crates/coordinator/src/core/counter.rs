@@ -13,6 +13,10 @@
 //! `value` is greater; the answer is the value before the request. The read, the comparison
 //! and the commit happen under the core mutex and in one store transaction, so concurrent
 //! requests are serialised: each sees the value the previous one left, and none is lost.
+//!
+//! A counter's name has at most [`MAX_COUNTER_NAME_BYTES`] bytes (MarbleRun sets no limit): every
+//! commit rewrites the whole sealed state, so a Marble storing names of megabytes could make
+//! every later state change slow and, past the store's size limit, impossible.
 
 use std::fmt;
 use std::sync::Arc;
@@ -27,6 +31,9 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::keys;
 use super::{Core, CoreError};
+
+/// The longest counter name, in bytes (UTF-8).
+pub const MAX_COUNTER_NAME_BYTES: usize = 4096;
 
 /// A Marble identified by its certificate.
 #[derive(Clone, PartialEq, Eq)]
@@ -250,6 +257,13 @@ impl Core {
         name: &str,
         value: u64,
     ) -> Result<u64, CounterError> {
+        if name.len() > MAX_COUNTER_NAME_BYTES {
+            return Err(CoreError::invalid(format!(
+                "name: {} bytes, more than the limit of {MAX_COUNTER_NAME_BYTES}",
+                name.len()
+            ))
+            .into());
+        }
         let _guard = self.lock();
         self.require_state("setting a monotonic counter", &[3], "state 3")?;
         // The certificate was checked before the core mutex, so that clients without a Marble

@@ -10,6 +10,7 @@ mod hsm_failures;
 mod marble;
 mod metrics;
 mod rbac;
+mod review11_counters;
 mod review11_metrics;
 mod review11_restarts;
 mod review11_secrets;
