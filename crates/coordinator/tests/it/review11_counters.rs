@@ -15,13 +15,16 @@ use crate::workflow::set_manifest;
 const UUID: &str = "6ba7b810-9dad-11d1-80b4-00c04fd430c8";
 
 /// Activates `marble_type` and returns curl's client certificate arguments.
-fn marble(c: &mut Coordinator, dir: &Path, marble_type: &str) -> Vec<String> {
+pub(crate) fn marble(c: &mut Coordinator, dir: &Path, marble_type: &str) -> Vec<String> {
     let client = Client::new(c);
     let id = MarbleIdentity::generate(&["localhost".into()], &[]).unwrap();
     let params = client
         .send(&id, simulated_quote(&id.report_data()), marble_type, UUID)
         .unwrap();
-    let name = marble_type.replace(':', "_");
+    // Each activation's files get their own names.
+    static ACTIVATIONS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = ACTIVATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = format!("{}-{n}", marble_type.replace(':', "_"));
     let chain = file(
         dir,
         &format!("{name}.chain.pem"),
@@ -40,7 +43,7 @@ fn marble(c: &mut Coordinator, dir: &Path, marble_type: &str) -> Vec<String> {
     ]
 }
 
-fn set(c: &Coordinator, dir: &Path, cert: &[String], name: &str, value: u64) -> Answer {
+pub(crate) fn set(c: &Coordinator, dir: &Path, cert: &[String], name: &str, value: u64) -> Answer {
     let body = file(
         dir,
         "counter.json",
@@ -56,7 +59,7 @@ fn set(c: &Coordinator, dir: &Path, cert: &[String], name: &str, value: u64) -> 
     )
 }
 
-fn previous(answer: &Answer) -> u64 {
+pub(crate) fn previous(answer: &Answer) -> u64 {
     answer.data()["value"].as_u64().unwrap()
 }
 

@@ -283,3 +283,77 @@ fn package_updates_check_the_permission_first_and_refuse_versions_no_enclave_has
         assert_eq!(answer.data()["missingAcknowledgments"], 0);
     }
 }
+
+#[test]
+fn full_updates_toggle_sign_quote_and_monotonic_counter_both_ways() {
+    use crate::review11_counters::{marble, previous, set};
+    let mut d = Custom::start(|m, _| {
+        m["Packages"]["backend"] = json!({
+            "SignerID": crate::activation::SIGNER, "ProductID": 3, "SecurityVersion": 2
+        });
+        m["Config"] = json!({"UpdateThreshold": 1});
+    });
+    let user_key = json!({"secrets": {"user_key": {"Key": "AAAAAAAAAAAAAAAAAAAAAA=="}}});
+    assert_eq!(
+        d.call("bob", "POST", "/api/v2/secrets", Some(user_key))
+            .data(),
+        &Value::Null
+    );
+    let dir = d.dir.clone();
+    let sign_quote = |d: &Custom| {
+        let body = file(&d.dir, "sign.json", "{}");
+        curl(
+            &Trust::Insecure,
+            "POST",
+            &d.c.url("/api/v2/sign-quote"),
+            Some(&body),
+            &[],
+        )
+    };
+    let with_gates = |gates: Value| {
+        let mut m = d.manifest.clone();
+        m["Config"]["FeatureGates"] = gates;
+        raw(&m)
+    };
+    let on = with_gates(json!(["SignQuoteEndpoint", "MonotonicCounter"]));
+    let off = with_gates(json!([]));
+    let apply = |d: &Custom, manifest: &[u8]| {
+        let answer = d.call(
+            "dave",
+            "POST",
+            "/api/v2/update",
+            Some(manifest_body(manifest)),
+        );
+        assert_eq!(
+            answer.data()["missingAcknowledgments"],
+            0,
+            "{:?}",
+            answer.body
+        );
+    };
+
+    // Off: 403 before anything else.
+    assert_eq!(sign_quote(&d).status, 403);
+    let early = marble(&mut d.c, &dir, "web");
+    assert_eq!(set(&d.c, &dir, &early, "c", 1).status, 403);
+
+    // On: the body is read (400 for an empty one), and counters work for Marbles activated
+    // under the new manifest; a certificate from before the update is no longer a Marble's.
+    apply(&d, &on);
+    let answer = sign_quote(&d);
+    assert_eq!(answer.status, 400, "{:?}", answer.body);
+    assert_eq!(answer.body["data"]["sgxQuote"], "failed to parse JSON data");
+    let refused = set(&d.c, &dir, &early, "c", 1);
+    assert_eq!(refused.status, 401, "{:?}", refused.body);
+    let web = marble(&mut d.c, &dir, "web");
+    assert_eq!(previous(&set(&d.c, &dir, &web, "c", 5)), 0);
+
+    // Off again, and on again: the counter kept its value.
+    apply(&d, &off);
+    assert_eq!(sign_quote(&d).status, 403);
+    assert_eq!(set(&d.c, &dir, &web, "c", 6).status, 403);
+    apply(&d, &on);
+    let web = marble(&mut d.c, &dir, "web");
+    assert_eq!(previous(&set(&d.c, &dir, &web, "c", 6)), 5);
+    assert_eq!(sign_quote(&d).status, 400);
+}
