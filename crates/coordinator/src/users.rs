@@ -61,11 +61,18 @@ pub enum AuthError {
     },
 }
 
+/// The resources for the message, each with control and other non-printable characters
+/// escaped as Rust escapes them: names come from requests (`s=` of a secret query), and the
+/// message is logged, so a name must not be able to start a forged log line.
 fn describe(resources: &[String]) -> String {
     if resources.is_empty() {
         String::new()
     } else {
-        format!(" {}", resources.join(", "))
+        let names: Vec<String> = resources
+            .iter()
+            .map(|r| r.escape_debug().to_string())
+            .collect();
+        format!(" {}", names.join(", "))
     }
 }
 

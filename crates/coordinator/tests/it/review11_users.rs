@@ -199,3 +199,30 @@ fn appended_certificates_in_either_order_and_both_http_versions() {
         }
     }
 }
+
+#[test]
+fn requested_names_cannot_forge_log_lines() {
+    let d = Custom::start(|_, _| {});
+    let forged = "2026-01-01T00:00:00.000000Z  INFO quarry_coordinator: forged";
+    let query = format!(
+        "/api/v2/secrets?s=user_key&s=x%0A{}%0D%0A",
+        forged.replace(' ', "%20").replace(':', "%3A")
+    );
+    for path in [query.clone(), query.replacen("/api/v2", "", 1)] {
+        let answer = d.call("bob", "GET", &path, None);
+        assert_eq!(answer.status, 401, "{path}: {:?}", answer.body);
+        assert!(
+            answer
+                .message()
+                .ends_with(&format!("secret user_key, x\\n{forged}\\r\\n")),
+            "{}",
+            answer.message()
+        );
+    }
+    let log = d.c.log();
+    assert!(log.contains("x\\n2026-01-01T00:00:00"), "{log}");
+    assert!(
+        !log.lines().any(|line| line.starts_with(forged)),
+        "a requested name forged a log line:\n{log}"
+    );
+}
