@@ -21,6 +21,7 @@ mod review_logs;
 mod review_recovery;
 mod review_restarts;
 mod review_startup;
+mod review_tls_verifier;
 mod secrets;
 mod sign_quote;
 mod tools;
