@@ -99,6 +99,26 @@ pub(crate) fn generate_secrets(
     Ok(out)
 }
 
+/// Checks, without generating anything, what [`generate_secrets`] would refuse in `manifest`'s
+/// generated secrets: certificate types and sizes, `Cert` templates that cannot be honoured, and
+/// `ValidFor`. A full update runs this at submission, so that a manifest that can never be
+/// applied is refused before users acknowledge it.
+pub(crate) fn check_secret_definitions(manifest: &Manifest) -> Result<(), CoreError> {
+    for (name, secret) in &manifest.secrets {
+        if secret.user_defined || !secret.kind.is_certificate() {
+            continue;
+        }
+        let path = DocPath::root().field("Secrets").key(name);
+        let fail = |e: &dyn std::fmt::Display| CoreError::invalid(format!("{path}: {e}"));
+        let size = u32::try_from(secret.size).map_err(|_| fail(&"Size is too large"))?;
+        CertKeyType::from_secret(secret.kind.as_str(), size).map_err(|e| fail(&e))?;
+        let template = cert_template(&secret.cert, &path.field("Cert"))?;
+        u32::try_from(secret.valid_for).map_err(|_| fail(&"ValidFor is too large"))?;
+        pki_template::check_template(&template).map_err(|e| fail(&e))?;
+    }
+    Ok(())
+}
+
 /// The `quarry-pki` template of a manifest `Cert`.
 pub(crate) fn cert_template(
     cert: &SecretCert,

@@ -33,7 +33,7 @@ use time::OffsetDateTime;
 
 use super::keys::{self, RecoveryData, StoredPackage, StoredSecret};
 use super::manifest::parse_recovery_keys;
-use super::secrets::generate_secrets;
+use super::secrets::{check_secret_definitions, generate_secrets};
 use super::{Core, CoreError, store_seal_mode};
 use crate::users::{self, AuthError, User};
 
@@ -657,6 +657,8 @@ impl Core {
         RecoveryMode::for_keys(recovery_keys.len(), threshold)
             .map_err(|e| CoreError::invalid(format!("Config.RecoveryThreshold: {e}")))?;
         dry_run_manifest(manifest, &BTreeMap::new())
+            .map_err(|e| CoreError::invalid(format!("invalid manifest: {e}")))?;
+        check_secret_definitions(manifest)
             .map_err(|e| CoreError::invalid(format!("invalid manifest: {e}")))?;
         Ok(())
     }

@@ -357,3 +357,43 @@ fn full_updates_toggle_sign_quote_and_monotonic_counter_both_ways() {
     assert_eq!(previous(&set(&d.c, &dir, &web, "c", 6)), 5);
     assert_eq!(sign_quote(&d).status, 400);
 }
+
+#[test]
+fn a_full_update_that_could_never_be_applied_is_refused_before_acknowledgements() {
+    let d = Custom::start(|_, _| {});
+    for (shared, cert, message) in [
+        (
+            true,
+            json!({"InhibitAnyPolicy": 3}),
+            "invalid manifest: Secrets[\"bad\"].Cert.InhibitAnyPolicy: this field cannot be \
+             honoured",
+        ),
+        (
+            false,
+            json!({"PolicyIdentifiers": [[-1, 2]]}),
+            "invalid manifest: Secrets[\"bad\"].Cert.PolicyIdentifiers: negative OID component",
+        ),
+    ] {
+        let mut update = d.manifest.clone();
+        update["Secrets"]["bad"] =
+            json!({"Type": "cert-ecdsa", "Size": 256, "Shared": shared, "Cert": cert});
+        let before = d.sealed();
+        let answer = d.call(
+            "dave",
+            "POST",
+            "/api/v2/update",
+            Some(manifest_body(&raw(&update))),
+        );
+        assert_eq!(answer.status, 400, "{:?}", answer.body);
+        assert_eq!(answer.message(), message);
+        assert_eq!(d.sealed(), before);
+        let pending = curl(
+            &Trust::Insecure,
+            "GET",
+            &d.c.url("/api/v2/update-manifest"),
+            None,
+            &[],
+        );
+        assert_eq!(pending.status, 404);
+    }
+}
