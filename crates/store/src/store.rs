@@ -411,6 +411,10 @@ impl Store {
     /// [`SealMode::Disabled`] until a transaction sets one, a new data key). Allowed where
     /// [`Store::recover`] is: in recovery mode, or still sealed (the Coordinator enters
     /// recovery mode without unsealing when a released HSM key cannot be used at all).
+    ///
+    /// An error part-way leaves the files moved so far aside and the status as it was; a sealed
+    /// key that was moved no longer unseals the state held in memory, so memory and a restart
+    /// agree on what the directory holds.
     pub fn discard(&self, at: OffsetDateTime) -> Result<Vec<PathBuf>, StoreError> {
         let mut writer = self.lock_writer();
         if !matches!(writer.status, Status::Recovery | Status::Sealed) {
@@ -419,6 +423,39 @@ impl Store {
         let data_key = DataKey::generate().map_err(StoreError::Crypto)?;
         let stamp = discard_stamp(at);
         let mut moved = Vec::new();
+        let result = self.move_aside(&stamp, &mut moved);
+        if let Err(error) = result {
+            // Part of the files may be aside already. A sealed key that was moved must no longer
+            // open the state from memory: the next commit would then rename or replace files
+            // that are gone, and a restart would not find the state that memory holds.
+            if let Some(loaded) = writer.loaded.as_mut() {
+                for (path, slot) in [
+                    (&self.paths.key, &mut loaded.key),
+                    (&self.paths.key_tmp, &mut loaded.key_tmp),
+                ] {
+                    if !self.fs.exists(path).unwrap_or(false) {
+                        *slot = None;
+                    }
+                }
+            }
+            return Err(error);
+        }
+        tracing::debug!(
+            files = moved.len(),
+            "unrecoverable sealed state moved aside"
+        );
+
+        writer.seal_mode = SealMode::Disabled;
+        writer.layers = Vec::new();
+        writer.recovery_data = Vec::new();
+        writer.key_from_tmp = false;
+        self.become_ready(&mut writer, data_key, State::default());
+        Ok(moved)
+    }
+
+    /// Moves the sealed files aside for [`Store::discard`] (pushing their new names to `moved`)
+    /// and fsyncs the directory.
+    fn move_aside(&self, stamp: &str, moved: &mut Vec<PathBuf>) -> Result<(), StoreError> {
         // `sealed_data` goes last: until it is moved, a restart still finds the old state (and
         // recovery mode). Moving it first would let a crash leave the old `sealed_key` in place
         // beside no `sealed_data`, so the restarted Coordinator starts fresh and its first
@@ -432,24 +469,13 @@ impl Store {
             if !self.fs.exists(from).map_err(io_err("stat", from))? {
                 continue;
             }
-            let to = self.free_name(from, &stamp)?;
+            let to = self.free_name(from, stamp)?;
             self.fs.rename(from, &to).map_err(io_err("rename", from))?;
             moved.push(to);
         }
         self.fs
             .sync_dir(&self.paths.dir)
-            .map_err(io_err("fsync", &self.paths.dir))?;
-        tracing::debug!(
-            files = moved.len(),
-            "unrecoverable sealed state moved aside"
-        );
-
-        writer.seal_mode = SealMode::Disabled;
-        writer.layers = Vec::new();
-        writer.recovery_data = Vec::new();
-        writer.key_from_tmp = false;
-        self.become_ready(&mut writer, data_key, State::default());
-        Ok(moved)
+            .map_err(io_err("fsync", &self.paths.dir))
     }
 
     /// Starts a transaction on a copy of the current state. Only one transaction is open at a

@@ -264,3 +264,101 @@ fn a_crash_while_discarding_never_loses_an_old_sealed_file() {
         }
     }
 }
+
+/// The seal directory's files other than the lock.
+fn sealed_files(fs: &MemFs) -> std::collections::BTreeMap<std::path::PathBuf, Vec<u8>> {
+    let mut files = fs.files();
+    files.retain(|path, _| !path.ends_with(quarry_store::LOCK_FILE));
+    files
+}
+
+/// Every layout a crashed commit leaves behind (old files, temporary files of the next
+/// generation, `sealed_data` already renamed), discarded by an enclave that cannot unseal it,
+/// with a crash at every step of the discard and under every crash model. After the restart the
+/// store is either still in recovery mode (and a second discard completes it) or fresh; either
+/// way a new state is committed, and every file that existed before the discard must still
+/// exist under some name with its contents: nothing old is overwritten or removed.
+#[test]
+fn a_crash_at_any_step_of_discarding_any_layout_keeps_every_old_file() {
+    let at = time::macros::datetime!(2026-12-04 17:03:00 UTC);
+    let moved = TestEnclave::new(9, 9);
+    let layouts = commit_steps() + 1;
+    for layout in 0..=layouts {
+        // The layout: a commit of generation 2 that crashed at step `layout` (or completed).
+        let (fs, enclave) = setup();
+        let store = reopen(&fs, &enclave);
+        fs.crash_in(layout);
+        let _ = commit_entries(&store, &generation(ENTRIES, 2), SealMode::ProductKey);
+        drop(store);
+        fs.crash(Crash::Process);
+        let before = sealed_files(&fs);
+
+        // How many steps a discard of this layout takes.
+        let steps = {
+            let probe = MemFs::new();
+            for (path, bytes) in &before {
+                let mut file = probe.create(path).unwrap();
+                file.write_all(bytes).unwrap();
+            }
+            let store = Store::open_with_fs(DIR, moved.clone(), Arc::new(probe.clone())).unwrap();
+            assert!(store.unseal(&[]).is_err(), "layout {layout}: unsealed");
+            let start = probe.steps();
+            store.discard(at).unwrap();
+            probe.steps() - start
+        };
+
+        for model in MODELS {
+            for crash_at in 0..=steps {
+                let case = format!("layout {layout}, {model:?}, discard crash at {crash_at}");
+                let fs = MemFs::new();
+                for (path, bytes) in &before {
+                    let mut file = fs.create(path).unwrap();
+                    file.write_all(bytes).unwrap();
+                    file.sync().unwrap();
+                }
+                fs.sync_dir(std::path::Path::new(DIR)).unwrap();
+
+                let store = Store::open_with_fs(DIR, moved.clone(), Arc::new(fs.clone())).unwrap();
+                assert!(store.unseal(&[]).is_err(), "{case}: unsealed");
+                fs.crash_in(crash_at);
+                let result = store.discard(at);
+                if crash_at == steps {
+                    assert!(result.is_ok(), "{case}: {result:?}");
+                }
+                drop(store);
+                fs.crash(model);
+
+                let store = Store::open_with_fs(DIR, moved.clone(), Arc::new(fs.clone())).unwrap();
+                match store.status() {
+                    Status::Sealed => {
+                        assert!(store.unseal(&[]).is_err(), "{case}: unsealed after restart");
+                        store.discard(at).unwrap();
+                    }
+                    Status::Ready => assert!(
+                        store.snapshot().is_empty(),
+                        "{case}: restarted to a state that is not fresh"
+                    ),
+                    other => panic!("{case}: status {other:?}"),
+                }
+                commit_entries(&store, &generation(ENTRIES, 5), SealMode::ProductKey).unwrap();
+                drop(store);
+
+                let after = sealed_files(&fs);
+                for (path, old) in &before {
+                    assert!(
+                        after.values().any(|bytes| bytes == old),
+                        "{case}: {} is gone: {:?}",
+                        path.display(),
+                        after.keys().collect::<Vec<_>>()
+                    );
+                }
+                let reopened = reopen(&fs, &moved);
+                assert_eq!(
+                    entries(&reopened.snapshot()),
+                    generation(ENTRIES, 5),
+                    "{case}"
+                );
+            }
+        }
+    }
+}

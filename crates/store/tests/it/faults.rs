@@ -161,3 +161,62 @@ fn an_unavailable_seal_key_fails_the_commit_and_leaves_unsealing_retryable() {
     store.unseal(&[]).unwrap();
     assert_eq!(entries(&store.snapshot()), generation(ENTRIES, 1));
 }
+
+/// A discard that fails part-way (here: `sealed_key.tmp` is moved aside, then moving
+/// `sealed_key` fails) must not leave the store able to unseal, from what it read at open, a
+/// state that the directory no longer holds: the next commit would look for the moved
+/// `sealed_key.tmp`, and a restart would find `sealed_data` beside a key that does not open it.
+#[test]
+fn a_discard_that_fails_part_way_does_not_unseal_from_a_moved_key() {
+    use std::sync::Arc;
+
+    use quarry_store::Store;
+
+    use crate::support::{Crash, DIR};
+
+    // sealed_data of generation 2 beside sealed_key of generation 1: only sealed_key.tmp opens it.
+    let (fs, enclave) = setup();
+    let store = reopen(&fs, &enclave);
+    fs.crash_in(8);
+    assert!(commit_entries(&store, &generation(ENTRIES, 2), SealMode::ProductKey).is_err());
+    drop(store);
+    fs.crash(Crash::Process);
+    assert!(fs.files().contains_key(Path::new("/seal/sealed_key.tmp")));
+
+    // Still sealed (the seal key is not available yet), and the discard fails at its second
+    // rename.
+    let store = Store::open_with_fs(DIR, enclave.clone(), Arc::new(fs.clone())).unwrap();
+    enclave.set_unavailable(true);
+    assert!(matches!(store.unseal(&[]), Err(StoreError::Enclave(_))));
+    fs.fail_in(1, ErrorKind::PermissionDenied);
+    let error = store
+        .discard(time::macros::datetime!(2026-12-04 17:03:00 UTC))
+        .unwrap_err();
+    assert_eq!(
+        io_kind(&error),
+        Some(("rename", ErrorKind::PermissionDenied)),
+        "{error:?}"
+    );
+    assert!(!fs.files().contains_key(Path::new("/seal/sealed_key.tmp")));
+    assert_eq!(store.status(), Status::Sealed);
+
+    // The seal key is back: the store must see what a restart sees.
+    enclave.set_unavailable(false);
+    let in_memory = store.unseal(&[]);
+    if in_memory.is_ok() {
+        commit_entries(&store, &generation(ENTRIES, 3), SealMode::ProductKey)
+            .expect("a state the store unsealed can be committed");
+    }
+    drop(store);
+    let restarted = Store::open_with_fs(DIR, enclave.clone(), Arc::new(fs.clone())).unwrap();
+    let on_disk = restarted.unseal(&[]);
+    assert_eq!(
+        in_memory.is_ok(),
+        on_disk.is_ok(),
+        "unsealed from memory: {in_memory:?}; after a restart: {on_disk:?}"
+    );
+    assert!(
+        matches!(on_disk, Err(StoreError::NeedsRecovery { .. })),
+        "{on_disk:?}"
+    );
+}
