@@ -397,3 +397,74 @@ fn a_full_update_that_could_never_be_applied_is_refused_before_acknowledgements(
         assert_eq!(pending.status, 404);
     }
 }
+
+#[test]
+fn concurrent_acknowledgements_apply_the_update_once() {
+    // Three manifest updaters (dave, frank and zed), two acknowledgements needed.
+    let zed = std::cell::RefCell::new(None);
+    let mut d = Custom::start(|m, dir| {
+        let cert = user_cert(dir, "zed", false);
+        m["Users"]["zed"] = json!({"Certificate": cert.pem, "Roles": ["updater"]});
+        m["Config"] = json!({"UpdateThreshold": 2});
+        *zed.borrow_mut() = Some(cert);
+    });
+    d.users.push(("zed", zed.into_inner().unwrap()));
+    for round in 0..3 {
+        let mut update = d.manifest.clone();
+        update["Secrets"][format!("round{round}")] =
+            json!({"Type": "symmetric-key", "Size": 128, "Shared": true});
+        let new = raw(&update);
+        let submitted = d.call("dave", "POST", "/api/v2/update", Some(manifest_body(&new)));
+        assert_eq!(submitted.data()["missingAcknowledgments"], 1);
+        let answers: Vec<Answer> = std::thread::scope(|s| {
+            let acks: Vec<_> = ["frank", "zed"]
+                .into_iter()
+                .map(|user| {
+                    let d = &d;
+                    let body = manifest_body(&new).to_string();
+                    s.spawn(move || {
+                        // Each thread writes its own body file.
+                        let path = file(&d.dir, &format!("ack-{user}.json"), body);
+                        let cert = d.cert(user);
+                        curl(
+                            &Trust::Insecure,
+                            "POST",
+                            &d.c.url("/api/v2/update-manifest"),
+                            Some(&path),
+                            &[
+                                "--cert",
+                                cert.cert.to_str().unwrap(),
+                                "--key",
+                                cert.key.to_str().unwrap(),
+                            ],
+                        )
+                    })
+                })
+                .collect();
+            acks.into_iter().map(|a| a.join().unwrap()).collect()
+        });
+        let mut statuses: Vec<u16> = answers.iter().map(|a| a.status).collect();
+        statuses.sort_unstable();
+        assert_eq!(statuses, [200, 404], "round {round}: {answers:?}");
+        let applied = answers.iter().find(|a| a.status == 200).unwrap();
+        assert_eq!(applied.data()["missingAcknowledgments"], 0);
+        let log = curl(
+            &Trust::Insecure,
+            "GET",
+            &d.c.url("/api/v2/update"),
+            None,
+            &[],
+        );
+        let lines = log.data()["updateLog"].as_array().unwrap();
+        let applied_lines = lines
+            .iter()
+            .filter(|l| {
+                l.as_str()
+                    .unwrap()
+                    .contains("\"Complete Manifest updated\"")
+            })
+            .count();
+        assert_eq!(applied_lines, round + 1, "round {round}");
+        d.manifest = update;
+    }
+}
