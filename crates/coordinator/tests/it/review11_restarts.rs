@@ -164,3 +164,28 @@ fn a_kill_while_applying_a_package_update_leaves_the_old_or_the_new_version() {
         assert_eq!(refused.status, 400, "round {round}");
     }
 }
+
+#[test]
+fn a_pending_update_survives_a_restart_and_is_applied_after_it() {
+    let mut d = Custom::start(|_, _| {});
+    let mut update = d.manifest.clone();
+    update["Secrets"]["extra"] = json!({"Type": "symmetric-key", "Size": 256, "Shared": true});
+    let new = raw(&update);
+    let submitted = d.call("frank", "POST", "/api/v2/update", Some(manifest_body(&new)));
+    assert_eq!(submitted.data()["missingUsers"], json!(["dave"]));
+    let log_before = log(&d);
+    d.c.restart().unwrap();
+    let pending = get(&d, "/api/v2/update-manifest");
+    assert_eq!(unb64(&pending.data()["manifest"]), new);
+    assert_eq!(pending.data()["missingUsers"], json!(["dave"]));
+    assert_eq!(log(&d), log_before);
+    // Frank's acknowledgement was kept: Dave's applies the update.
+    let applied = d.call(
+        "dave",
+        "POST",
+        "/api/v2/update-manifest",
+        Some(manifest_body(&new)),
+    );
+    assert_eq!(applied.data()["missingAcknowledgments"], 0);
+    assert_eq!(unb64(&get(&d, "/api/v2/manifest").data()["manifest"]), new);
+}
