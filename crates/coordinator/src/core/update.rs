@@ -748,7 +748,10 @@ impl Core {
                 .get(name)
                 .filter(|o| o.same_definition(definition));
             let Some(value) = fresh.get(name) else {
-                // Unique secrets are derived or issued at activation; nothing is stored.
+                // Unique secrets are derived or issued at activation; nothing is stored, and
+                // what was stored under the name while the secret was shared goes with it.
+                tx.delete(&keys::secret_key(name));
+                tx.delete(&keys::previous_secret_key(name));
                 continue;
             };
             match before {
@@ -991,4 +994,77 @@ fn put_pending(tx: &mut Transaction<'_>, pending: &PendingUpdate) {
         PENDING_UPDATE,
         serde_json::to_vec(pending).unwrap_or_default(),
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use quarry_enclave::simulation::{Simulation, SimulationSettings};
+
+    use super::*;
+    use crate::config::Config;
+
+    /// A Core in simulation on a fresh seal directory, with `manifest` set.
+    fn core_with(dir: &std::path::Path, manifest: &serde_json::Value) -> Core {
+        let seal_dir = dir.join("seal");
+        let enclave = Arc::new(Simulation::new(SimulationSettings::new(dir)).unwrap());
+        let lookup = |name: &str| {
+            (name == "EDG_COORDINATOR_SEAL_DIR").then(|| seal_dir.display().to_string())
+        };
+        let config = Config::from_lookup(lookup, dir.to_owned()).unwrap();
+        let core = Core::open(config, enclave, BTreeMap::new()).unwrap();
+        core.set_manifest(serde_json::to_vec(manifest).unwrap())
+            .unwrap();
+        core
+    }
+
+    #[test]
+    fn a_secret_that_becomes_unique_leaves_no_stored_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let user = rcgen::generate_simple_self_signed(vec!["updater".into()]).unwrap();
+        let mut manifest = json!({
+            "Packages": {"p": {"UniqueID": "00"}},
+            "Marbles": {"m": {"Package": "p"}},
+            "Secrets": {
+                "k": {"Type": "symmetric-key", "Size": 128, "Shared": true},
+                "c": {"Type": "cert-ecdsa", "Size": 256, "Shared": true}
+            },
+            "Users": {"u": {"Certificate": user.cert.pem(), "Roles": ["r"]}},
+            "Roles": {"r": {"ResourceType": "Manifest", "Actions": ["UpdateManifest"]}}
+        });
+        let core = core_with(dir.path(), &manifest);
+        let stored = |name: &str| {
+            let state = core.snapshot();
+            (
+                keys::secret(&state, name).unwrap().is_some(),
+                keys::previous_secret(&state, name).unwrap().is_some(),
+            )
+        };
+        assert_eq!(stored("k"), (true, true));
+        assert_eq!(stored("c"), (true, true));
+
+        // Both become unique (per Marble): the shared key and certificate must not stay in the
+        // sealed state.
+        manifest["Secrets"]["k"]["Shared"] = json!(false);
+        manifest["Secrets"]["c"]["Shared"] = json!(false);
+        let outcome = core
+            .update_manifest(
+                Some(user.cert.der()),
+                serde_json::to_vec(&manifest).unwrap(),
+            )
+            .unwrap();
+        assert_eq!(outcome.missing_acknowledgments, 0);
+        assert_eq!(stored("k"), (false, false));
+        assert_eq!(stored("c"), (false, false));
+
+        // Shared again: generated anew.
+        manifest["Secrets"]["k"]["Shared"] = json!(true);
+        core.update_manifest(
+            Some(user.cert.der()),
+            serde_json::to_vec(&manifest).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(stored("k"), (true, true));
+    }
 }
