@@ -171,3 +171,44 @@ fn certificates_of_another_type_and_foreign_private_keys_are_refused() {
         assert_eq!(answer.data(), &Value::Null, "{:?}", answer.body);
     }
 }
+
+#[test]
+fn an_upload_that_fails_the_template_dry_run_writes_nothing() {
+    let d = Custom::start(|m, _| {
+        m["Marbles"]["web"]["Parameters"]["Env"]["TEXT"] = json!("{{ string .Secrets.user_text }}");
+        m["Roles"]["writer"]["ResourceNames"] = json!(["user_key", "user_text"]);
+    });
+    let before = d.sealed();
+    let text = |bytes: &[u8]| json!({ "user_text": {"Key": b64(bytes)} });
+    let good_key = json!({ "user_key": {"Key": b64(&[5u8; 16])} });
+    for request in [
+        body(&[text(b"a\0b")]),
+        body(&[text(b"a\0b"), good_key.clone()]),
+    ] {
+        let answer = d.call("bob", "POST", "/api/v2/secrets", Some(request));
+        assert_eq!(answer.status, 400, "{:?}", answer.body);
+        assert!(
+            answer
+                .message()
+                .starts_with("secrets: template dry run failed: ")
+                && answer.message().contains("NUL"),
+            "{}",
+            answer.message()
+        );
+        assert_eq!(d.sealed(), before);
+    }
+    let unset = d.call(
+        "alice",
+        "GET",
+        "/api/v2/secrets?s=user_key&s=user_text",
+        None,
+    );
+    assert_eq!(unset.data()["secrets"]["user_key"]["Private"], Value::Null);
+    let answer = d.call(
+        "bob",
+        "POST",
+        "/api/v2/secrets",
+        Some(body(&[text(b"a b"), good_key])),
+    );
+    assert_eq!(answer.data(), &Value::Null);
+}
