@@ -12,7 +12,8 @@
 //! certificate's `SubjectPublicKeyInfo` with the provider's algorithm for the signature scheme,
 //! chosen as rustls chooses it: in TLS 1.3 only the scheme's own algorithm (so an ECDSA scheme
 //! names its curve, and RSA PKCS#1 is not allowed), in TLS 1.2 each algorithm mapped to the
-//! scheme whose public-key algorithm matches the certificate's.
+//! scheme whose public-key algorithm matches the certificate's (ML-DSA, defined for TLS 1.3
+//! only, is refused there).
 //!
 //! The server certificate can change at run time (after recovery or a root rotation), so it is
 //! resolved per handshake from a [`SwappableCert`].
@@ -166,7 +167,7 @@ impl<'a> CertificateKey<'a> {
 }
 
 /// The signature schemes TLS 1.3 allows in `CertificateVerify` (RFC 8446, 4.2.3): no RSA
-/// PKCS#1, no SHA-1.
+/// PKCS#1, no SHA-1; ML-DSA is defined for TLS 1.3 only.
 fn allowed_in_tls13(scheme: SignatureScheme) -> bool {
     matches!(
         scheme,
@@ -178,6 +179,15 @@ fn allowed_in_tls13(scheme: SignatureScheme) -> bool {
             | SignatureScheme::RSA_PSS_SHA512
             | SignatureScheme::ED25519
             | SignatureScheme::ED448
+    ) || tls13_only(scheme)
+}
+
+/// The signature schemes that exist only in TLS 1.3 (they have no TLS 1.2 signature
+/// algorithm), refused in TLS 1.2 as rustls refuses them.
+fn tls13_only(scheme: SignatureScheme) -> bool {
+    matches!(
+        scheme,
+        SignatureScheme::ML_DSA_44 | SignatureScheme::ML_DSA_65 | SignatureScheme::ML_DSA_87
     )
 }
 
@@ -194,7 +204,12 @@ fn verify_handshake_signature(
 ) -> Result<HandshakeSignatureValid, rustls::Error> {
     let unadvertised =
         || rustls::Error::from(PeerMisbehaved::SignedHandshakeWithUnadvertisedSigScheme);
-    if tls13 && !allowed_in_tls13(dss.scheme) {
+    let allowed = if tls13 {
+        allowed_in_tls13(dss.scheme)
+    } else {
+        !tls13_only(dss.scheme)
+    };
+    if !allowed {
         return Err(unadvertised());
     }
     let candidates = algorithms

@@ -254,7 +254,12 @@ impl Server {
 
     /// Runs a handshake in memory with a client that presents `chain` and signs with `signer`.
     /// Returns the leaf the server accepted, or the server's error.
-    fn handshake(&self, chain: &[&[u8]], signer: Forged, tls: Tls) -> Result<Vec<u8>, String> {
+    fn handshake(
+        &self,
+        chain: &[&[u8]],
+        signer: Arc<dyn SigningKey>,
+        tls: Tls,
+    ) -> Result<Vec<u8>, String> {
         let swappable = Arc::new(SwappableCert::default());
         swappable
             .set(
@@ -267,7 +272,7 @@ impl Server {
             .iter()
             .map(|c| CertificateDer::from(c.to_vec()))
             .collect();
-        let client_key = Arc::new(CertifiedKey::new(chain, Arc::new(signer)));
+        let client_key = Arc::new(CertifiedKey::new(chain, signer));
         let client_config = ClientConfig::builder_with_provider(provider())
             .with_protocol_versions(&[tls.version()])
             .unwrap()
@@ -284,16 +289,18 @@ impl Server {
         for _ in 0..20 {
             let mut buf = Vec::new();
             client.write_tls(&mut buf).unwrap();
-            if !buf.is_empty() {
-                server.read_tls(&mut buf.as_slice()).unwrap();
+            let mut rest = buf.as_slice();
+            while !rest.is_empty() {
+                server.read_tls(&mut rest).unwrap();
                 server
                     .process_new_packets()
                     .map_err(|e| format!("server: {e:?}"))?;
             }
             let mut buf = Vec::new();
             server.write_tls(&mut buf).unwrap();
-            if !buf.is_empty() {
-                client.read_tls(&mut buf.as_slice()).unwrap();
+            let mut rest = buf.as_slice();
+            while !rest.is_empty() {
+                client.read_tls(&mut rest).unwrap();
                 client
                     .process_new_packets()
                     .map_err(|e| format!("client: {e:?}"))?;
@@ -307,17 +314,24 @@ impl Server {
     }
 }
 
-fn forged(key: &Key, how: Sign, scheme: SignatureScheme) -> Forged {
-    Forged {
+fn forged(key: &Key, how: Sign, scheme: SignatureScheme) -> Arc<dyn SigningKey> {
+    Arc::new(Forged {
         key: key.clone(),
         how,
         scheme,
-    }
+    })
 }
 
 /// Asserts the outcome of one handshake: accepted with `cert` as the leaf, or refused by the
 /// server (never by the client: a client-side failure would prove nothing about the server).
-fn expect(server: &Server, case: &str, chain: &[&[u8]], signer: Forged, tls: Tls, accept: bool) {
+fn expect(
+    server: &Server,
+    case: &str,
+    chain: &[&[u8]],
+    signer: Arc<dyn SigningKey>,
+    tls: Tls,
+    accept: bool,
+) {
     let result = server
         .handshake(chain, signer, tls)
         .map(|leaf| (leaf.as_slice() == chain[0], leaf.len()));
@@ -861,5 +875,95 @@ fn only_the_leaf_is_proven_and_appended_certificates_do_not_help() {
             tls,
             false,
         );
+    }
+}
+
+/// An ML-DSA key held by aws-lc-rs (openssl 3.0 has none), signing under any scheme label.
+#[derive(Debug)]
+struct MlDsa {
+    key: Arc<aws_lc_rs::signature::PqdsaKeyPair>,
+    scheme: SignatureScheme,
+}
+
+impl Signer for MlDsa {
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, rustls::Error> {
+        let mut signature = vec![0; self.key.algorithm().signature_len()];
+        let len = self.key.sign(message, &mut signature).unwrap();
+        signature.truncate(len);
+        Ok(signature)
+    }
+
+    fn scheme(&self) -> SignatureScheme {
+        self.scheme
+    }
+}
+
+impl SigningKey for MlDsa {
+    fn choose_scheme(&self, _offered: &[SignatureScheme]) -> Option<Box<dyn Signer>> {
+        Some(Box::new(Self {
+            key: Arc::clone(&self.key),
+            scheme: self.scheme,
+        }))
+    }
+
+    fn algorithm(&self) -> SignatureAlgorithm {
+        SignatureAlgorithm::Unknown(0)
+    }
+}
+
+/// ML-DSA is defined for TLS 1.3 only: the provider verifies it there, as rustls's own verifier
+/// does, and TLS 1.2 refuses it.
+#[test]
+fn ml_dsa_client_certificates_are_verified_in_tls13_only() {
+    use aws_lc_rs::encoding::AsDer;
+    use aws_lc_rs::signature::{KeyPair, ML_DSA_44_SIGNING, PqdsaKeyPair};
+
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let server = Server::new(dir);
+    let key = Arc::new(PqdsaKeyPair::generate(&ML_DSA_44_SIGNING).unwrap());
+    let spki = key.public_key().as_der().unwrap();
+    // A certificate around the ML-DSA key (its self-signature is not checked).
+    let cert = with_spki(
+        &Key::generate(dir, "carrier", P256).certificate("mldsa"),
+        |_| spki.as_ref().to_vec(),
+    );
+    let other = Arc::new(PqdsaKeyPair::generate(&ML_DSA_44_SIGNING).unwrap());
+    let signer = |key: &Arc<PqdsaKeyPair>, scheme| -> Arc<dyn SigningKey> {
+        Arc::new(MlDsa {
+            key: Arc::clone(key),
+            scheme,
+        })
+    };
+    let ml_dsa_44 = SignatureScheme::ML_DSA_44;
+    expect(
+        &server,
+        "ml-dsa-44",
+        &[&cert],
+        signer(&key, ml_dsa_44),
+        Tls::V13,
+        true,
+    );
+    expect(
+        &server,
+        "ml-dsa-44",
+        &[&cert],
+        signer(&key, ml_dsa_44),
+        Tls::V12,
+        false,
+    );
+    for tls in [Tls::V13, Tls::V12] {
+        let case = "ml-dsa-44, another key";
+        expect(
+            &server,
+            case,
+            &[&cert],
+            signer(&other, ml_dsa_44),
+            tls,
+            false,
+        );
+        let case = "ml-dsa-44 as ml-dsa-65";
+        let ml_dsa_65 = SignatureScheme::ML_DSA_65;
+        expect(&server, case, &[&cert], signer(&key, ml_dsa_65), tls, false);
     }
 }
