@@ -226,3 +226,46 @@ fn requested_names_cannot_forge_log_lines() {
         "a requested name forged a log line:\n{log}"
     );
 }
+
+#[test]
+fn a_user_in_several_roles_gets_each_action_only_on_its_own_resources() {
+    let d = Custom::start(|m, _| {
+        m["Roles"]["read_key"] = json!({"ResourceType": "Secrets", "ResourceNames": ["user_key"], "Actions": ["readsecret"]});
+        m["Roles"]["write_text"] = json!({"ResourceType": "Secrets", "ResourceNames": ["user_text"], "Actions": ["WRITESECRET"]});
+        m["Users"]["carol"]["Roles"] = json!(["read_key", "write_text", "pkg"]);
+    });
+    let key = json!({"secrets": {"user_key": {"Key": "AAAAAAAAAAAAAAAAAAAAAA=="}}});
+    let text = json!({"secrets": {"user_text": {"Key": "dGV4dA=="}}});
+    let both = json!({"secrets": {"user_key": {"Key": "AAAAAAAAAAAAAAAAAAAAAA=="}, "user_text": {"Key": "dGV4dA=="}}});
+    let package = manifest_body(br#"{"Packages":{"backend":{"SecurityVersion":2}}}"#);
+    let full = manifest_body(&raw(&d.manifest));
+    for (method, path, body, allowed) in [
+        ("GET", "/api/v2/secrets?s=user_key", None, true),
+        ("GET", "/api/v2/secrets?s=user_text", None, false),
+        ("GET", "/api/v2/secrets?s=user_key&s=user_text", None, false),
+        ("GET", "/api/v2/secrets?s=user_key&s=user_key", None, true),
+        ("POST", "/api/v2/secrets", Some(text), true),
+        ("POST", "/api/v2/secrets", Some(key), false),
+        ("POST", "/api/v2/secrets", Some(both), false),
+        ("POST", "/api/v2/update", Some(package), true),
+        ("POST", "/api/v2/update", Some(full), false),
+        ("POST", "/api/v2/update-cancel", None, false),
+    ] {
+        let before = d.sealed();
+        let answer = d.call("carol", method, path, body.clone());
+        if allowed {
+            assert_eq!(
+                answer.status, 200,
+                "{method} {path} {body:?}: {:?}",
+                answer.body
+            );
+        } else {
+            assert_eq!(
+                answer.status, 401,
+                "{method} {path} {body:?}: {:?}",
+                answer.body
+            );
+            assert_eq!(d.sealed(), before, "{method} {path} {body:?}");
+        }
+    }
+}
