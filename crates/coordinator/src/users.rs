@@ -43,7 +43,7 @@ pub enum AuthError {
     #[error(
         "client certificate matches several users ({}): the manifest must give each user its \
          own certificate",
-        users.join(", ")
+        escaped(users)
     )]
     AmbiguousCertificate {
         /// The users, in name order.
@@ -61,19 +61,24 @@ pub enum AuthError {
     },
 }
 
-/// The resources for the message, each with control and other non-printable characters
-/// escaped as Rust escapes them: names come from requests (`s=` of a secret query), and the
-/// message is logged, so a name must not be able to start a forged log line.
+/// The resources for the message (see [`escaped`]).
 fn describe(resources: &[String]) -> String {
     if resources.is_empty() {
         String::new()
     } else {
-        let names: Vec<String> = resources
-            .iter()
-            .map(|r| r.escape_debug().to_string())
-            .collect();
-        format!(" {}", names.join(", "))
+        format!(" {}", escaped(resources))
     }
+}
+
+/// `names` joined with `, `, each with control and other non-printable characters escaped as
+/// Rust escapes them: names come from requests (`s=` of a secret query) or manifests, and the
+/// messages are logged, so a name must not be able to start a forged log line.
+fn escaped(names: &[String]) -> String {
+    let names: Vec<String> = names
+        .iter()
+        .map(|name| name.escape_debug().to_string())
+        .collect();
+    names.join(", ")
 }
 
 impl User {

@@ -72,7 +72,7 @@ pub(crate) fn generate_secrets(
                     u32::try_from(secret.valid_for).map_err(|_| fail(&"ValidFor is too large"))?;
                 if !secret.shared {
                     for warning in pki_template::check_template(&template).map_err(|e| fail(&e))? {
-                        tracing::warn!(secret = %name, %warning, "certificate template");
+                        tracing::warn!(secret = ?name, %warning, "certificate template");
                     }
                     continue;
                 }
@@ -80,7 +80,7 @@ pub(crate) fn generate_secrets(
                     .issue_secret_certificate(key_type, &template, valid_for, now, &SystemRandom)
                     .map_err(|e| fail(&e))?;
                 for warning in &issued.warnings {
-                    tracing::warn!(secret = %name, %warning, "certificate template");
+                    tracing::warn!(secret = ?name, %warning, "certificate template");
                 }
                 stored.cert = Some(issued.certificate.clone());
                 stored.private = Some(issued.private_key.to_vec());

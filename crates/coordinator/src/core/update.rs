@@ -171,7 +171,7 @@ impl Core {
                 })?;
             out.insert(name.clone(), secret);
         }
-        tracing::info!(user = %user.name(), secrets = ?names, "secrets read");
+        tracing::info!(user = ?user.name(), secrets = ?names, "secrets read");
         Ok(out)
     }
 
@@ -269,7 +269,7 @@ impl Core {
         }
         tx.commit().map_err(CoreError::from)?;
         tracing::info!(
-            user = %user.name(),
+            user = ?user.name(),
             secrets = ?values.keys().collect::<Vec<_>>(),
             "user-defined secrets set"
         );
@@ -387,8 +387,8 @@ impl Core {
                 ),
             );
             tracing::info!(
-                user = %user.name(),
-                package = %name,
+                user = ?user.name(),
+                package = ?name,
                 security_version = ?package.security_version,
                 "package update applied"
             );
@@ -443,7 +443,7 @@ impl Core {
                     ],
                 ),
             );
-            tracing::info!(user = %user.name(), %fingerprint, "full manifest update submitted");
+            tracing::info!(user = ?user.name(), %fingerprint, "full manifest update submitted");
             let (ca, secrets) =
                 self.apply_full_update(&mut tx, current, &update, layers, data_key, now)?;
             tx.commit().map_err(CoreError::from)?;
@@ -477,7 +477,7 @@ impl Core {
         );
         tx.commit().map_err(CoreError::from)?;
         tracing::info!(
-            user = %user.name(),
+            user = ?user.name(),
             %fingerprint,
             missing = pending.missing_acknowledgments,
             "full manifest update pending"
@@ -569,7 +569,7 @@ impl Core {
             ),
         );
         tracing::info!(
-            user = %user.name(),
+            user = ?user.name(),
             %fingerprint,
             missing = pending.missing_acknowledgments,
             "full manifest update acknowledged"
@@ -619,7 +619,7 @@ impl Core {
             ),
         );
         tx.commit().map_err(CoreError::from)?;
-        tracing::info!(user = %user.name(), %fingerprint, "full manifest update cancelled");
+        tracing::info!(user = ?user.name(), %fingerprint, "full manifest update cancelled");
         Ok(())
     }
 

@@ -269,3 +269,35 @@ fn a_user_in_several_roles_gets_each_action_only_on_its_own_resources() {
         }
     }
 }
+
+#[test]
+fn user_names_cannot_forge_log_lines() {
+    let forged = "2026-01-01T00:00:00.000000Z  INFO quarry_coordinator: forged";
+    let name = format!("mallory\n{forged}");
+    let mallory = std::cell::RefCell::new(None);
+    let mut d = Custom::start(|m, dir| {
+        let cert = crate::users::user_cert(dir, "mallory", false);
+        m["Users"][&name] = json!({"Certificate": cert.pem, "Roles": ["reader", "updater"]});
+        *mallory.borrow_mut() = Some(cert);
+    });
+    d.users.push(("mallory", mallory.into_inner().unwrap()));
+    let read = d.call("mallory", "GET", "/api/v2/secrets?s=user_key", None);
+    assert_eq!(read.status, 200, "{:?}", read.body);
+    let mut update = d.manifest.clone();
+    update["Secrets"]["extra"] = json!({"Type": "symmetric-key", "Size": 128, "Shared": true});
+    let submitted = d.call(
+        "mallory",
+        "POST",
+        "/api/v2/update",
+        Some(manifest_body(&raw(&update))),
+    );
+    assert_eq!(submitted.status, 200, "{:?}", submitted.body);
+    let cancelled = d.call("mallory", "POST", "/api/v2/update-cancel", None);
+    assert_eq!(cancelled.status, 200, "{:?}", cancelled.body);
+    let log = d.c.log();
+    assert!(log.contains("mallory\\n2026-01-01"), "{log}");
+    assert!(
+        !log.lines().any(|line| line.starts_with(forged)),
+        "a user name forged a log line:\n{log}"
+    );
+}
