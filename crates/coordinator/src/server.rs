@@ -497,6 +497,71 @@ mod tests {
         }
     }
 
+    /// An HTTP/2 frame: length, type, flags, stream id, payload.
+    fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+        let len = u32::try_from(payload.len()).unwrap().to_be_bytes();
+        let mut frame = vec![len[1], len[2], len[3], kind, flags];
+        frame.extend_from_slice(&stream.to_be_bytes());
+        frame.extend_from_slice(payload);
+        frame
+    }
+
+    #[tokio::test]
+    async fn an_http2_stream_that_does_not_finish_its_body_closes_the_connection() {
+        let addr = limited_server(Limits {
+            idle: GUARD,
+            body: Duration::from_millis(100),
+            connections: MAX_CONNECTIONS,
+        })
+        .await;
+        let mut client = connect(addr, b"h2").await;
+        // HPACK: :method POST, :scheme https, :path "/echo", :authority "localhost" (static
+        // table names, literal values without indexing).
+        let mut headers = vec![0x83, 0x87, 0x04, 5];
+        headers.extend_from_slice(b"/echo");
+        headers.extend_from_slice(&[0x01, 9]);
+        headers.extend_from_slice(b"localhost");
+        let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        hello.extend(h2_frame(0x4, 0, 0, &[]));
+        // HEADERS with END_HEADERS but not END_STREAM: a body is announced and never sent.
+        hello.extend(h2_frame(0x1, 0x4, 1, &headers));
+        client.write_all(&hello).await.unwrap();
+        client.flush().await.unwrap();
+
+        // Answer the server's pings (so keep-alive cannot be what closes the connection) and
+        // read until it closes.
+        let closed = tokio::time::timeout(GUARD, async {
+            let mut received = Vec::new();
+            let mut buf = [0u8; 4096];
+            loop {
+                match client.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => received.extend_from_slice(&buf[..n]),
+                }
+                while received.len() >= 9 {
+                    let len = usize::from(received[0]) << 16
+                        | usize::from(received[1]) << 8
+                        | usize::from(received[2]);
+                    if received.len() < 9 + len {
+                        break;
+                    }
+                    let frame: Vec<u8> = received.drain(..9 + len).collect();
+                    let (kind, flags) = (frame[3], frame[4]);
+                    let reply = match (kind, flags & 1) {
+                        (0x6, 0) => h2_frame(0x6, 0x1, 0, &frame[9..]),
+                        (0x4, 0) => h2_frame(0x4, 0x1, 0, &[]),
+                        _ => continue,
+                    };
+                    if client.write_all(&reply).await.is_err() || client.flush().await.is_err() {
+                        return;
+                    }
+                }
+            }
+        })
+        .await;
+        assert!(closed.is_ok(), "the server kept the connection open");
+    }
+
     #[tokio::test]
     async fn a_request_body_that_arrives_in_time_is_read() {
         let addr = server(GUARD).await;
