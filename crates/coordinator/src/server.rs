@@ -15,7 +15,8 @@
 //! body must have arrived completely within [`BODY_TIMEOUT`] of its headers, or the connection
 //! is dropped (a client that announces a large body and then trickles it, or never sends it,
 //! would otherwise pin the connection and its slot). An HTTP/2 client may have at most
-//! [`HTTP2_MAX_STREAMS`] requests in progress on one connection.
+//! [`HTTP2_MAX_STREAMS`] requests in progress on one connection, and the request bodies that
+//! handlers hold, over all connections, are limited to [`BODY_BUDGET`] bytes.
 //!
 //! At most [`MAX_CONNECTIONS`] connections are served at once; further
 //! clients wait in the listen backlog, so no number of clients can exhaust the file descriptors
@@ -29,11 +30,11 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
-use hyper::body::{Body as _, Incoming};
+use hyper::body::{Bytes, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::pki_types::CertificateDer;
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
+use tokio::sync::{AcquireError, Notify, OwnedSemaphorePermit, Semaphore, TryAcquireError};
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
@@ -61,6 +62,12 @@ pub const MAX_CONNECTIONS: usize = 512;
 /// body allowed (`quarry_common::limits::MAX_BODY_BYTES`) this asks for about 140 KB/s.
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How many bytes of request bodies the handlers of all connections together may hold: data
+/// beyond it waits until earlier requests are answered (or its body deadline passes). Eight
+/// bodies of the largest size allowed (`quarry_common::limits::MAX_BODY_BYTES`), so no number
+/// of clients sending large bodies at once can exhaust the Coordinator's memory.
+pub const BODY_BUDGET: usize = 64 * 1024 * 1024;
+
 /// How many requests an HTTP/2 client may have in progress on one connection (hyper's default
 /// is 200; the Client API's clients send one request at a time).
 pub const HTTP2_MAX_STREAMS: u32 = 32;
@@ -75,6 +82,7 @@ pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, router
         idle: IDLE_TIMEOUT,
         body: BODY_TIMEOUT,
         connections: MAX_CONNECTIONS,
+        body_budget: BODY_BUDGET,
     };
     serve_with(listener, tls, router, limits).await;
 }
@@ -85,6 +93,7 @@ struct Limits {
     idle: Duration,
     body: Duration,
     connections: usize,
+    body_budget: usize,
 }
 
 /// [`serve`] with other limits.
@@ -98,7 +107,9 @@ async fn serve_with(
         idle: idle_timeout,
         body: body_timeout,
         connections: max_connections,
+        body_budget,
     } = limits;
+    let budget = Arc::new(Semaphore::new(body_budget));
     let slots = Arc::new(tokio::sync::Semaphore::new(max_connections));
     let mut http = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     http.http1()
@@ -129,6 +140,7 @@ async fn serve_with(
         let acceptor = acceptor.clone();
         let router = router.clone();
         let (http1, http2) = (Arc::clone(&http1), Arc::clone(&http2));
+        let budget = Arc::clone(&budget);
         tokio::spawn(async move {
             let _slot = slot;
             let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
@@ -159,14 +171,22 @@ async fn serve_with(
             let late = Arc::clone(&late_body);
             let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
                 let (parts, body) = request.into_parts();
-                let body = DeadlineBody::new(body, body_timeout, Arc::clone(&late));
+                let charge = Arc::new(Charge::default());
+                let body = DeadlineBody::new(
+                    body,
+                    body_timeout,
+                    Arc::clone(&late),
+                    Arc::clone(&budget),
+                    Arc::clone(&charge),
+                );
                 let mut request = hyper::Request::from_parts(parts, axum::body::Body::new(body));
                 request.extensions_mut().insert(peer_cert.clone());
                 let in_flight = requests.begin();
                 let response = router.clone().oneshot(request);
                 async move {
                     let response = response.await;
-                    drop(in_flight);
+                    // The body's bytes count against the budget until the handler is done.
+                    drop((in_flight, charge));
                     response
                 }
             });
@@ -194,23 +214,85 @@ async fn serve_with(
     }
 }
 
-/// A request body that must end by a deadline. Past it, reading fails and `late` is notified,
+/// The request-body bytes one request has been granted from the shared budget
+/// ([`BODY_BUDGET`]); returned when the last holder (the body, and the request until its
+/// response is ready) drops it.
+#[derive(Default)]
+struct Charge(Mutex<Option<OwnedSemaphorePermit>>);
+
+impl Charge {
+    fn add(&self, permit: OwnedSemaphorePermit) {
+        let mut held = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        match held.as_mut() {
+            Some(held) => held.merge(permit),
+            None => *held = Some(permit),
+        }
+    }
+}
+
+/// A permit for `n` bytes of the body budget, being waited for.
+type Acquire = Pin<Box<dyn Future<Output = Result<OwnedSemaphorePermit, AcquireError>> + Send>>;
+
+/// A request body that must end by a deadline, and whose data is charged to the shared body
+/// budget before the handler sees it. Past the deadline, reading fails and `late` is notified,
 /// upon which the connection is dropped: the handler's answer would not reach a client that is
-/// still sending anyway.
-struct DeadlineBody {
-    inner: Incoming,
+/// still sending anyway. While the budget is exhausted, reading waits (and the deadline runs).
+struct DeadlineBody<B> {
+    inner: B,
     /// Armed while the body has not ended; `None` once it has (or if it was empty).
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
     late: Arc<Notify>,
+    budget: Arc<Semaphore>,
+    charge: Arc<Charge>,
+    /// A data frame read but not yet charged, and the wait for its permit.
+    waiting: Option<(http_body::Frame<Bytes>, Acquire)>,
 }
 
-impl DeadlineBody {
-    fn new(inner: Incoming, timeout: Duration, late: Arc<Notify>) -> Self {
+impl<B: http_body::Body> DeadlineBody<B> {
+    fn new(
+        inner: B,
+        timeout: Duration,
+        late: Arc<Notify>,
+        budget: Arc<Semaphore>,
+        charge: Arc<Charge>,
+    ) -> Self {
         let deadline = (!inner.is_end_stream()).then(|| Box::pin(tokio::time::sleep(timeout)));
         Self {
             inner,
             deadline,
             late,
+            budget,
+            charge,
+            waiting: None,
+        }
+    }
+
+    /// `frame`, after the body's end (if it was the last one) disarmed the deadline.
+    fn deliver(
+        &mut self,
+        frame: http_body::Frame<Bytes>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::BoxError>>> {
+        if self.inner.is_end_stream() {
+            self.deadline = None;
+        }
+        Poll::Ready(Some(Ok(frame)))
+    }
+
+    /// Pending, or the error once the deadline has passed.
+    fn pending(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::BoxError>>> {
+        match self.deadline.as_mut().map(|d| d.as_mut().poll(cx)) {
+            Some(Poll::Ready(())) => {
+                self.deadline = None;
+                self.waiting = None;
+                // `notify_one` keeps the notification if the connection task is not waiting
+                // yet.
+                self.late.notify_one();
+                Poll::Ready(Some(Err(LateBody.into())))
+            }
+            _ => Poll::Pending,
         }
     }
 }
@@ -220,8 +302,12 @@ impl DeadlineBody {
 #[error("request body not received before its deadline")]
 struct LateBody;
 
-impl http_body::Body for DeadlineBody {
-    type Data = hyper::body::Bytes;
+impl<B> http_body::Body for DeadlineBody<B>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+    B::Error: Into<axum::BoxError>,
+{
+    type Data = Bytes;
     type Error = axum::BoxError;
 
     fn poll_frame(
@@ -229,32 +315,53 @@ impl http_body::Body for DeadlineBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
         let this = self.get_mut();
+        if let Some((frame, mut acquire)) = this.waiting.take() {
+            return match acquire.as_mut().poll(cx) {
+                Poll::Ready(Ok(permit)) => {
+                    this.charge.add(permit);
+                    this.deliver(frame)
+                }
+                // The budget is never closed.
+                Poll::Ready(Err(error)) => Poll::Ready(Some(Err(error.into()))),
+                Poll::Pending => {
+                    this.waiting = Some((frame, acquire));
+                    this.pending(cx)
+                }
+            };
+        }
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(None) => {
                 this.deadline = None;
                 Poll::Ready(None)
             }
-            Poll::Ready(Some(frame)) => {
-                if this.inner.is_end_stream() {
-                    this.deadline = None;
+            Poll::Ready(Some(Err(error))) => Poll::Ready(Some(Err(error.into()))),
+            Poll::Ready(Some(Ok(frame))) => {
+                let len = frame.data_ref().map_or(0, Bytes::len);
+                // A frame larger than the whole budget waits until the deadline ends it.
+                let len = u32::try_from(len).unwrap_or(u32::MAX);
+                if len == 0 {
+                    return this.deliver(frame);
                 }
-                Poll::Ready(Some(frame.map_err(Into::into)))
+                match Arc::clone(&this.budget).try_acquire_many_owned(len) {
+                    Ok(permit) => {
+                        this.charge.add(permit);
+                        this.deliver(frame)
+                    }
+                    Err(TryAcquireError::NoPermits) => {
+                        let acquire = Box::pin(Arc::clone(&this.budget).acquire_many_owned(len));
+                        this.waiting = Some((frame, acquire));
+                        // Registers the waker with the wait and the deadline.
+                        Pin::new(this).poll_frame(cx)
+                    }
+                    Err(error @ TryAcquireError::Closed) => Poll::Ready(Some(Err(error.into()))),
+                }
             }
-            Poll::Pending => match this.deadline.as_mut().map(|d| d.as_mut().poll(cx)) {
-                Some(Poll::Ready(())) => {
-                    this.deadline = None;
-                    // `notify_one` keeps the notification if the connection task is not
-                    // waiting yet.
-                    this.late.notify_one();
-                    Poll::Ready(Some(Err(LateBody.into())))
-                }
-                _ => Poll::Pending,
-            },
+            Poll::Pending => this.pending(cx),
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.waiting.is_none() && self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> http_body::SizeHint {
@@ -347,6 +454,7 @@ mod tests {
             idle,
             body: BODY_TIMEOUT,
             connections: MAX_CONNECTIONS,
+            body_budget: BODY_BUDGET,
         })
         .await
     }
@@ -451,6 +559,7 @@ mod tests {
             idle: GUARD,
             body: GUARD,
             connections: 1,
+            body_budget: BODY_BUDGET,
         })
         .await;
         let first = connect(addr, b"http/1.1").await;
@@ -480,6 +589,7 @@ mod tests {
             idle: GUARD,
             body: Duration::from_millis(100),
             connections: MAX_CONNECTIONS,
+            body_budget: BODY_BUDGET,
         })
         .await;
         let head = "POST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1000\r\n\r\n";
@@ -512,6 +622,7 @@ mod tests {
             idle: GUARD,
             body: Duration::from_millis(100),
             connections: MAX_CONNECTIONS,
+            body_budget: BODY_BUDGET,
         })
         .await;
         let mut client = connect(addr, b"h2").await;
@@ -578,6 +689,43 @@ mod tests {
         let answer = String::from_utf8_lossy(&answer);
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
         assert!(answer.ends_with("hello"), "{answer}");
+    }
+
+    #[tokio::test]
+    async fn request_bodies_wait_while_the_budget_is_held_by_unanswered_requests() {
+        use http_body::Body as _;
+
+        let budget = Arc::new(Semaphore::new(10));
+        let late = Arc::new(Notify::new());
+        let body = |len: usize, charge: &Arc<Charge>| {
+            DeadlineBody::new(
+                http_body_util::Full::new(Bytes::from(vec![7u8; len])),
+                GUARD,
+                Arc::clone(&late),
+                Arc::clone(&budget),
+                Arc::clone(charge),
+            )
+        };
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let is_data = |poll: Poll<Option<Result<http_body::Frame<Bytes>, axum::BoxError>>>| matches!(poll, Poll::Ready(Some(Ok(frame))) if frame.is_data());
+
+        let (first_charge, second_charge) = (Arc::new(Charge::default()), Arc::default());
+        let mut first = body(8, &first_charge);
+        assert!(is_data(Pin::new(&mut first).poll_frame(&mut cx)));
+        assert_eq!(budget.available_permits(), 2);
+
+        // The first request's 8 bytes are held until it is answered, not just read.
+        let mut second = body(8, &second_charge);
+        assert!(Pin::new(&mut second).poll_frame(&mut cx).is_pending());
+        assert!(!second.is_end_stream());
+        drop(first);
+        assert!(Pin::new(&mut second).poll_frame(&mut cx).is_pending());
+        drop(first_charge);
+        assert!(is_data(Pin::new(&mut second).poll_frame(&mut cx)));
+        assert!(second.is_end_stream());
+        assert_eq!(budget.available_permits(), 2);
+        drop((second, second_charge));
+        assert_eq!(budget.available_permits(), 10);
     }
 
     #[tokio::test(start_paused = true)]
