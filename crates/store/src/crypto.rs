@@ -25,8 +25,9 @@ const MIN_SEAL_KEY_LEN: usize = 16;
 
 /// The AES-256 key that encrypts the state in `sealed_data`.
 ///
-/// It is generated once, when a new state is created, and then kept for the life of that state,
-/// because the recovery secrets that the Coordinator hands out are encryptions of this key.
+/// It is generated when a new state is created and kept while the recovery secrets the
+/// Coordinator handed out (encryptions of this key) stay the same; a transaction replaces it
+/// when they change ([`crate::Transaction::rotate_data_key`]).
 #[derive(Clone, PartialEq, Eq, Zeroize, ZeroizeOnDrop)]
 pub struct DataKey([u8; DATA_KEY_LEN]);
 

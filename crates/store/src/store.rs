@@ -490,6 +490,7 @@ impl Store {
             recovery_data: None,
             seal_mode: None,
             layers: None,
+            data_key: None,
         }
     }
 
@@ -628,8 +629,8 @@ impl Store {
         layers: &[Arc<dyn WrapLayer>],
         recovery_data: &[u8],
         state: &State,
+        data_key: &DataKey,
     ) -> Result<(), StoreError> {
-        let data_key = writer.data_key.as_ref().ok_or(StoreError::NotUnsealed)?;
         let mut data = std::mem::take(&mut writer.buffer);
         seal_data(data_key, recovery_data, state, &mut data)?;
         let key = self.seal_key(data_key, &crypto::sha256(&data), policy, layers)?;
@@ -691,6 +692,7 @@ pub struct Transaction<'a> {
     recovery_data: Option<Vec<u8>>,
     seal_mode: Option<SealMode>,
     layers: Option<Vec<Arc<dyn WrapLayer>>>,
+    data_key: Option<DataKey>,
 }
 
 impl std::fmt::Debug for Transaction<'_> {
@@ -723,6 +725,16 @@ impl Transaction<'_> {
     /// Sets the recovery data written in the clear at the start of `sealed_data`.
     pub fn set_recovery_data(&mut self, data: Vec<u8>) {
         self.recovery_data = Some(data);
+    }
+
+    /// Encrypts this and later commits under a new data key, and returns it so that the caller
+    /// can set recovery data for it ([`Transaction::set_recovery_data`]). Use it whenever the
+    /// holders of the recovery data change: recovery data made for the old key, and every copy
+    /// of `sealed_data` written under it, then no longer open the new state.
+    pub fn rotate_data_key(&mut self) -> Result<DataKey, StoreError> {
+        let key = DataKey::generate().map_err(StoreError::Crypto)?;
+        self.data_key = Some(key.clone());
+        Ok(key)
     }
 
     /// Sets the seal mode for this and later commits.
@@ -764,6 +776,14 @@ impl Transaction<'_> {
             });
         }
 
+        let data_key = match self.data_key.take() {
+            Some(key) => key,
+            None => self
+                .writer
+                .data_key
+                .clone()
+                .ok_or(StoreError::NotUnsealed)?,
+        };
         if let Some(policy) = seal_mode.policy() {
             store.persist(
                 &mut self.writer,
@@ -771,10 +791,12 @@ impl Transaction<'_> {
                 &layers,
                 &recovery_data,
                 &self.state,
+                &data_key,
             )?;
         }
 
         let writer = &mut *self.writer;
+        writer.data_key = Some(data_key);
         writer.seal_mode = seal_mode;
         writer.layers = layers;
         writer.recovery_data = recovery_data;

@@ -428,8 +428,6 @@ impl Core {
         let now = OffsetDateTime::now_utc();
         if pending.missing_acknowledgments == 0 {
             let layers = self.layers_for_update(current.manifest(), update.manifest())?;
-            // Read before the transaction: the store blocks it while one is open.
-            let data_key = self.store().data_key();
             let mut tx = self.store().begin();
             keys::append_update_log(
                 &mut tx,
@@ -444,8 +442,7 @@ impl Core {
                 ),
             );
             tracing::info!(user = ?user.name(), %fingerprint, "full manifest update submitted");
-            let (ca, secrets) =
-                self.apply_full_update(&mut tx, current, &update, layers, data_key, now)?;
+            let (ca, secrets) = self.apply_full_update(&mut tx, current, &update, layers, now)?;
             tx.commit().map_err(CoreError::from)?;
             self.set_ca(ca)?;
             tracing::info!(%fingerprint, "full manifest update applied");
@@ -549,8 +546,6 @@ impl Core {
         } else {
             None
         };
-        // Read before the transaction: the store blocks it while one is open.
-        let data_key = self.store().data_key();
         let mut tx = self.store().begin();
         keys::append_update_log(
             &mut tx,
@@ -583,8 +578,7 @@ impl Core {
                 recovery_secrets: None,
             });
         };
-        let (ca, secrets) =
-            self.apply_full_update(&mut tx, &current, &update, layers, data_key, now)?;
+        let (ca, secrets) = self.apply_full_update(&mut tx, &current, &update, layers, now)?;
         tx.commit().map_err(CoreError::from)?;
         self.set_ca(ca)?;
         tracing::info!(%fingerprint, "full manifest update applied");
@@ -702,7 +696,6 @@ impl Core {
         current: &ManifestDocument,
         update: &ManifestDocument,
         layers: Option<Vec<std::sync::Arc<dyn quarry_store::WrapLayer>>>,
-        data_key: Option<quarry_store::DataKey>,
         now: OffsetDateTime,
     ) -> std::result::Result<
         (quarry_pki::CoordinatorCa, Option<BTreeMap<String, Vec<u8>>>),
@@ -772,16 +765,16 @@ impl Core {
         tx.put(keys::MANIFEST_SIGNATURE, ca.sign_manifest(update.raw())?);
         tx.delete(PENDING_UPDATE);
 
-        // Recovery: new recovery secrets of the same data key when the keys or threshold
-        // changed; the seal mode follows the new manifest only then (as in MarbleRun).
+        // Recovery: when the keys or threshold changed, a new data key with recovery secrets
+        // for it, so that a holder who is no longer one cannot open this or any later
+        // `sealed_data`; the seal mode follows the new manifest only then (as in MarbleRun).
         let mut recovery_secrets = None;
         if recovery_changes(old, new) {
             let recovery_keys = parse_recovery_keys(new)?;
             let threshold = u32::try_from(new.config.recovery_threshold).unwrap_or(u32::MAX);
             let mode = RecoveryMode::for_keys(recovery_keys.len(), threshold)
                 .map_err(|e| CoreError::invalid(format!("Config.RecoveryThreshold: {e}")))?;
-            let data_key =
-                data_key.ok_or_else(|| CoreError::Internal("store has no data key".into()))?;
+            let data_key = tx.rotate_data_key()?;
             let material = share_recovery_key(
                 &recovery_keys,
                 threshold,
@@ -1017,6 +1010,71 @@ mod tests {
         core.set_manifest(serde_json::to_vec(manifest).unwrap())
             .unwrap();
         core
+    }
+
+    #[test]
+    fn new_recovery_keys_get_a_new_data_key() {
+        use base64::Engine as _;
+        use quarry_pki::recovery::EphemeralRecoveryKey;
+
+        let dir = tempfile::tempdir().unwrap();
+        let user = rcgen::generate_simple_self_signed(vec!["updater".into()]).unwrap();
+        let holder = |_| {
+            let key = EphemeralRecoveryKey::generate().unwrap();
+            let b64 =
+                base64::engine::general_purpose::STANDARD.encode(key.public_key_der().unwrap());
+            let lines: Vec<&str> = b64
+                .as_bytes()
+                .chunks(64)
+                .map(|c| std::str::from_utf8(c).unwrap())
+                .collect();
+            let pem = format!(
+                "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+                lines.join("\n")
+            );
+            (key, pem)
+        };
+        let (old_holder, old_pem) = holder(());
+        let (new_holder, new_pem) = holder(());
+        let mut manifest = json!({
+            "Packages": {"p": {"UniqueID": "00"}},
+            "Marbles": {"m": {"Package": "p"}},
+            "RecoveryKeys": {"old": old_pem},
+            "Users": {"u": {"Certificate": user.cert.pem(), "Roles": ["r"]}},
+            "Roles": {"r": {"ResourceType": "Manifest", "Actions": ["UpdateManifest"]}}
+        });
+        let core = core_with(dir.path(), &manifest);
+        let old_key = core.store().data_key().unwrap();
+
+        // The old holder leaves: a copy of sealed_data from now on must not open with what the
+        // old holder's recovery secret gives.
+        manifest["RecoveryKeys"] = json!({"new": new_pem});
+        let outcome = core
+            .update_manifest(
+                Some(user.cert.der()),
+                serde_json::to_vec(&manifest).unwrap(),
+            )
+            .unwrap();
+        let new_key = core.store().data_key().unwrap();
+        assert_ne!(new_key.as_bytes(), old_key.as_bytes());
+        let secrets = outcome.recovery_secrets.unwrap();
+        let given = new_holder.decrypt(&secrets["new"]).unwrap();
+        assert_eq!(given.as_slice(), new_key.as_bytes());
+        assert!(old_holder.decrypt(&secrets["new"]).is_err());
+
+        // An update that keeps the recovery keys keeps the data key.
+        manifest["Marbles"]["m2"] = json!({"Package": "p"});
+        let outcome = core
+            .update_manifest(
+                Some(user.cert.der()),
+                serde_json::to_vec(&manifest).unwrap(),
+            )
+            .unwrap();
+        assert!(outcome.recovery_secrets.is_none());
+        assert_eq!(
+            core.store().data_key().unwrap().as_bytes(),
+            new_key.as_bytes()
+        );
     }
 
     #[test]

@@ -275,6 +275,48 @@ fn recovery_with_the_data_key_restores_the_state() {
 }
 
 #[test]
+fn a_rotated_data_key_replaces_the_old_one_for_every_later_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let enclave = TestEnclave::standard();
+    let store = open(&dir, &enclave);
+    commit_entries(&store, &generation(2, 1), SealMode::ProductKey).unwrap();
+    let old_key = store.data_key().unwrap();
+    let old_data = fs::read(dir.path().join("sealed_data")).unwrap();
+
+    let mut txn = store.begin();
+    let new_key = txn.rotate_data_key().unwrap();
+    assert_ne!(key_bytes(&new_key), key_bytes(&old_key));
+    txn.set_recovery_data(b"for the new key".to_vec());
+    drop(txn); // not committed: nothing changes
+    assert_eq!(key_bytes(&store.data_key().unwrap()), key_bytes(&old_key));
+
+    let mut txn = store.begin();
+    let new_key = txn.rotate_data_key().unwrap();
+    txn.set_recovery_data(b"for the new key".to_vec());
+    txn.commit().unwrap();
+    assert_eq!(key_bytes(&store.data_key().unwrap()), key_bytes(&new_key));
+    commit_entries(&store, &generation(3, 1), SealMode::ProductKey).unwrap();
+    drop(store);
+
+    // The same enclave unseals the new state; on another machine only the new key recovers it,
+    // and the old key no longer opens anything written since.
+    let store = open(&dir, &enclave);
+    store.unseal(&[]).unwrap();
+    assert_eq!(entries(&store.snapshot()), generation(3, 1));
+    drop(store);
+    let moved = TestEnclave::new(9, 9);
+    let store = open(&dir, &moved);
+    assert!(store.unseal(&[]).is_err());
+    assert!(matches!(
+        store.try_recovery_key(&old_key),
+        Err(StoreError::WrongRecoveryKey)
+    ));
+    store.recover(new_key).unwrap();
+    assert_eq!(entries(&store.snapshot()), generation(3, 1));
+    assert_ne!(fs::read(dir.path().join("sealed_data")).unwrap(), old_data);
+}
+
+#[test]
 fn a_recovery_key_is_tried_on_the_loaded_state_without_changing_anything() {
     let dir = tempfile::tempdir().unwrap();
     let enclave = TestEnclave::standard();
