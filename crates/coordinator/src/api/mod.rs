@@ -73,15 +73,27 @@ impl From<CoreError> for ApiError {
     }
 }
 
-/// Reads a request body of at most `limit` bytes.
+/// Reads a request body of at most `limit` bytes: a larger one is `413 fail`; one that does not
+/// arrive (the client stopped sending, or the connection's body deadline passed) is `400 fail`.
 pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
     axum::body::to_bytes(body, limit)
         .await
-        .map_err(|_| ApiError::Fail {
-            status: axum::http::StatusCode::PAYLOAD_TOO_LARGE,
-            message: format!("request body is larger than the limit of {limit} bytes"),
-            data: None,
-        })
+        .map_err(|error| body_error(&error, limit))
+}
+
+fn body_error(error: &(dyn std::error::Error + 'static), limit: usize) -> ApiError {
+    let mut source = Some(error);
+    while let Some(e) = source {
+        if e.is::<http_body_util::LengthLimitError>() {
+            return ApiError::Fail {
+                status: axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                message: format!("request body is larger than the limit of {limit} bytes"),
+                data: None,
+            };
+        }
+        source = e.source();
+    }
+    ApiError::bad_request(format!("request body could not be read: {error}"))
 }
 
 /// Parses a request body that must be a JSON object.
@@ -172,6 +184,36 @@ mod tests {
         match error {
             ApiError::Fail { message, .. } | ApiError::Error { message, .. } => message,
         }
+    }
+
+    #[tokio::test]
+    async fn a_body_over_the_limit_is_413_and_one_that_breaks_off_is_400() {
+        let large = read_body(Body::from(vec![b'x'; 11]), 10).await.unwrap_err();
+        assert!(matches!(
+            large,
+            ApiError::Fail { status, .. } if status == axum::http::StatusCode::PAYLOAD_TOO_LARGE
+        ));
+        let chunks: Vec<Result<Bytes, std::io::Error>> = vec![
+            Ok(Bytes::from_static(b"{\"manifest\"")),
+            Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "body deadline",
+            )),
+        ];
+        let broken = Body::from_stream(futures_stream(chunks));
+        let error = read_body(broken, 10_000).await.unwrap_err();
+        assert!(
+            matches!(&error, ApiError::Fail { status, message, .. }
+                if *status == axum::http::StatusCode::BAD_REQUEST
+                    && message.starts_with("request body could not be read")),
+            "{error:?}"
+        );
+    }
+
+    fn futures_stream(
+        items: Vec<Result<Bytes, std::io::Error>>,
+    ) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> {
+        futures::stream::iter(items)
     }
 
     #[test]
