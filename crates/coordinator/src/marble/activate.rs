@@ -160,8 +160,8 @@ impl MarbleApi {
             Ok(_) => {}
             Err(QuoteRejection::Empty) if simulation => {
                 tracing::warn!(
-                    marble_type,
-                    uuid = %request.uuid,
+                    marble_type = ?marble_type,
+                    uuid = ?request.uuid,
                     "insecure simulation: accepting a marble with an empty quote"
                 );
             }

@@ -122,7 +122,9 @@ impl MarbleApi {
         match self.activate(peer, request).await {
             Ok(parameters) => {
                 metrics.activation_success(&marble_type, &uuid, &quote);
-                tracing::info!(marble_type = %marble_type, uuid = %uuid, "marble activated");
+                // Debug formatting quotes and escapes what the unauthenticated request chose, so a type or
+                // UUID with a line break cannot forge log lines.
+                tracing::info!(marble_type = ?marble_type, uuid = ?uuid, "marble activated");
                 Ok(ActivationResp {
                     parameters: Some(parameters),
                 })
@@ -131,14 +133,14 @@ impl MarbleApi {
                 let remote = remote.map(|a| a.to_string()).unwrap_or_default();
                 if refusal.code == tonic::Code::Internal {
                     tracing::error!(
-                        marble_type = %marble_type, uuid = %uuid, %remote,
-                        code = ?refusal.code, reason = %refusal.detail,
+                        marble_type = ?marble_type, uuid = ?uuid, %remote,
+                        code = ?refusal.code, reason = ?refusal.detail,
                         "marble activation failed"
                     );
                 } else {
                     tracing::warn!(
-                        marble_type = %marble_type, uuid = %uuid, %remote,
-                        code = ?refusal.code, reason = %refusal.detail,
+                        marble_type = ?marble_type, uuid = ?uuid, %remote,
+                        code = ?refusal.code, reason = ?refusal.detail,
                         "marble activation refused"
                     );
                 }

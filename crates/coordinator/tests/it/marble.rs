@@ -377,6 +377,22 @@ fn bad_activations_get_the_documented_status_and_a_log_line() {
             Code::InvalidArgument,
             "nil UUID",
         ),
+        (
+            "line break in the type",
+            good.clone(),
+            "nope\nFORGED marble activated",
+            UUID,
+            Code::PermissionDenied,
+            "unknown marble type",
+        ),
+        (
+            "line break in the uuid",
+            good.clone(),
+            "ttls",
+            "x\nFORGED marble activated",
+            Code::InvalidArgument,
+            "invalid UUID",
+        ),
     ];
     for (what, quote, marble_type, uuid, code, message) in cases {
         let err = client.send(&id, quote, marble_type, uuid).unwrap_err();
@@ -384,8 +400,13 @@ fn bad_activations_get_the_documented_status_and_a_log_line() {
         assert!(err.message().contains(message), "{what}: {}", err.message());
     }
     let log = c.log();
-    assert_eq!(log.matches("marble activation refused").count(), 7, "{log}");
+    assert_eq!(log.matches("marble activation refused").count(), 9, "{log}");
     assert!(log.contains("unknown marble type requested"), "{log}");
+    // What an unauthenticated client sends cannot start a log line of its own.
+    assert!(
+        !log.lines().any(|line| line.starts_with("FORGED")),
+        "a forged log line: {log}"
+    );
 
     // A quote made for another certificate does not work with this one.
     let other = MarbleIdentity::generate(&["localhost".into()], &[]).unwrap();
