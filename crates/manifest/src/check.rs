@@ -2,11 +2,17 @@
 //! (C1–C24 of the reference, numbered there), plus the PEM checks MarbleRun makes later in the
 //! same request (users' certificates, recovery keys).
 //!
+//! Quarry adds rules of its own (`Q1`, `Q2`): names must not contain control characters, since
+//! they end up in logs, file names and error messages, and a package's `ProductID` and
+//! `SecurityVersion` must fit the 16-bit fields of an SGX report. Users' certificates are
+//! compared as DER (C13), not as PEM text.
+//!
 //! Where MarbleRun stops at the first problem (found in map iteration order, so not
 //! deterministically), [`check`] reports every problem, in key order, each with the path of the
 //! offending value. The `AzureHSMSealing` rule depends on the Coordinator's environment, which
 //! the caller passes in; the module reads no environment itself.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 
@@ -32,8 +38,8 @@ impl fmt::Display for Violation {
 }
 
 /// What a [`Violation`] is; the rule numbers are those of the reference (`C1`..`C24`), `P1` and
-/// `P2` are the PEM checks, `U1`..`U5` the package-update rules, `S1`..`S6` the secret-upload
-/// rules.
+/// `P2` are the PEM checks, `Q1` and `Q2` Quarry's own rules, `U1`..`U5` the package-update
+/// rules, `S1`..`S6` the secret-upload rules.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum CheckError {
@@ -76,7 +82,7 @@ pub enum CheckError {
     /// C12.
     #[error("role {0:?} is not defined in Roles")]
     UnknownRole(String),
-    /// C13.
+    /// C13: the same certificate (DER) as an earlier user's, whatever its PEM text.
     #[error("certificate is the same as the one of user {0:?}")]
     DuplicateUserCertificate(String),
     /// C14.
@@ -153,6 +159,31 @@ pub enum CheckError {
     /// P2.
     #[error("invalid recovery key: {0}")]
     InvalidRecoveryKey(String),
+    /// Q1.
+    #[error(
+        "{kind} name {name:?} contains the control character U+{:04X}",
+        u32::from(*.character)
+    )]
+    ControlCharacterInName {
+        /// What the name names: `user`, `role`, `marble`, `package`, `secret`, `recovery key`.
+        kind: &'static str,
+        /// The name as written.
+        name: String,
+        /// The first offending character.
+        character: char,
+    },
+    /// Q2.
+    #[error("{field} {value} is more than {max}, the largest {report_field} of an SGX enclave")]
+    IdentityValueTooLarge {
+        /// `ProductID` or `SecurityVersion`.
+        field: &'static str,
+        /// The value as written.
+        value: u64,
+        /// The largest value the report field holds.
+        max: u64,
+        /// The field of the SGX report: `ISVPRODID` or `ISVSVN`.
+        report_field: &'static str,
+    },
     /// U1.
     #[error("a package update must list at least one package")]
     NoPackagesToUpdate,
@@ -233,6 +264,8 @@ impl CheckError {
             Self::RecoveryThresholdOne => "C24",
             Self::InvalidUserCertificate(_) => "P1",
             Self::InvalidRecoveryKey(_) => "P2",
+            Self::ControlCharacterInName { .. } => "Q1",
+            Self::IdentityValueTooLarge { .. } => "Q2",
             Self::NoPackagesToUpdate => "U1",
             Self::UpdateUnknownPackage(_) => "U2",
             Self::UnupdatableValue => "U3",
@@ -341,6 +374,12 @@ pub fn missing_hsm_variables(env: &dyn Environment) -> Vec<String> {
     missing
 }
 
+/// The largest `SecurityVersion` (Q2): an SGX enclave's ISVSVN is a 16-bit number.
+pub const MAX_SECURITY_VERSION: u64 = 65535;
+
+/// The largest `ProductID` (Q2): an SGX enclave's ISVPRODID is a 16-bit number.
+pub const MAX_PRODUCT_ID: u64 = 65535;
+
 /// Applies every check to `manifest`; `env` is the Coordinator's environment (only read when
 /// `AzureHSMSealing` is enabled).
 pub fn check(manifest: &Manifest, env: &dyn Environment) -> Report {
@@ -353,7 +392,19 @@ pub fn check(manifest: &Manifest, env: &dyn Environment) -> Report {
     if manifest.marbles.is_empty() {
         report.fail(root.field("Marbles"), CheckError::NoMarbles);
     }
+    check_names("Users", "user", manifest.users.keys(), &mut report);
+    check_names("Roles", "role", manifest.roles.keys(), &mut report);
+    check_names("Marbles", "marble", manifest.marbles.keys(), &mut report);
+    check_names("Packages", "package", manifest.packages.keys(), &mut report);
+    check_names("Secrets", "secret", manifest.secrets.keys(), &mut report);
+    check_names(
+        "RecoveryKeys",
+        "recovery key",
+        manifest.recovery_keys.keys(),
+        &mut report,
+    );
     check_marbles(manifest, &mut report);
+    check_package_values(manifest, &mut report);
     check_tls(manifest, &mut report);
     check_users(manifest, &mut report);
     check_roles(manifest, &mut report);
@@ -361,6 +412,36 @@ pub fn check(manifest: &Manifest, env: &dyn Environment) -> Report {
     check_config(manifest, env, &mut report);
     crate::pem::check_recovery_keys(manifest, &mut report.violations);
     report
+}
+
+/// Whether `c` must not appear in a name: a control character (`char::is_control`: C0 including
+/// `\n`, `\r` and `\t`, DEL, C1 including NEL) or one of the Unicode line and paragraph
+/// separators U+2028 and U+2029, which log viewers and JavaScript treat as line breaks.
+pub fn is_forbidden_in_name(c: char) -> bool {
+    c.is_control() || c == '\u{2028}' || c == '\u{2029}'
+}
+
+/// Q1: the names of one section (`Users`, ...) contain no character [`is_forbidden_in_name`].
+/// Names end up in logs, in keys of the sealed state and in error messages, where a line break
+/// would let a manifest forge lines.
+fn check_names<'a>(
+    section: &str,
+    kind: &'static str,
+    names: impl IntoIterator<Item = &'a String>,
+    report: &mut Report,
+) {
+    for name in names {
+        if let Some(character) = name.chars().find(|c| is_forbidden_in_name(*c)) {
+            report.fail(
+                DocPath::root().field(section).key(name),
+                CheckError::ControlCharacterInName {
+                    kind,
+                    name: name.clone(),
+                    character,
+                },
+            );
+        }
+    }
 }
 
 fn check_marbles(manifest: &Manifest, report: &mut Report) {
@@ -433,6 +514,37 @@ fn check_package_identity(package: &Package, path: DocPath, report: &mut Report)
     }
 }
 
+/// Q2: `ProductID` and `SecurityVersion` fit the 16-bit ISVPRODID and ISVSVN of an SGX report.
+/// A larger value matches no enclave, and a `SecurityVersion` cannot be lowered by a package
+/// update. Every package is checked, whether a Marble uses it or not.
+fn check_package_values(manifest: &Manifest, report: &mut Report) {
+    for (name, package) in &manifest.packages {
+        let path = DocPath::root().field("Packages").key(name);
+        let values = [
+            ("ProductID", package.product_id, MAX_PRODUCT_ID, "ISVPRODID"),
+            (
+                "SecurityVersion",
+                package.security_version,
+                MAX_SECURITY_VERSION,
+                "ISVSVN",
+            ),
+        ];
+        for (field, value, max, report_field) in values {
+            if let Some(value) = value.filter(|v| *v > max) {
+                report.fail(
+                    path.field(field),
+                    CheckError::IdentityValueTooLarge {
+                        field,
+                        value,
+                        max,
+                        report_field,
+                    },
+                );
+            }
+        }
+    }
+}
+
 /// C7 to C10, over every tag whether a Marble uses it or not.
 fn check_tls(manifest: &Manifest, report: &mut Report) {
     for (name, tag) in &manifest.tls {
@@ -476,20 +588,57 @@ fn check_tls(manifest: &Manifest, report: &mut Report) {
     }
 }
 
+/// The users whose certificate is the same as an earlier user's (in name order), as pairs
+/// (earlier user, later user), each later user once.
+///
+/// Certificates are compared as the DER of their first PEM block, so line endings, line
+/// wrapping and text around the block do not make two copies of one certificate differ: the
+/// Client API matches the DER a client proves in the handshake, and one key holder must not be
+/// two users. A certificate that does not parse (P1) is compared as text, as MarbleRun compares
+/// every certificate; an empty one (C11) is not compared.
+pub fn duplicate_user_certificates(manifest: &Manifest) -> Vec<(&str, &str)> {
+    #[derive(PartialEq, Eq, Hash)]
+    enum Identity<'a> {
+        Der(Vec<u8>),
+        Text(&'a str),
+    }
+
+    let mut first_with: HashMap<Identity<'_>, &str> = HashMap::new();
+    let mut duplicates = Vec::new();
+    for (name, user) in &manifest.users {
+        if user.certificate.is_empty() {
+            continue;
+        }
+        let identity = match crate::pem::parse_user_certificate(&user.certificate) {
+            Ok(der) => Identity::Der(der),
+            Err(_) => Identity::Text(&user.certificate),
+        };
+        match first_with.entry(identity) {
+            Entry::Occupied(first) => duplicates.push((*first.get(), name.as_str())),
+            Entry::Vacant(slot) => {
+                slot.insert(name);
+            }
+        }
+    }
+    duplicates
+}
+
 /// C11 to C13 and the PEM check of users' certificates.
 fn check_users(manifest: &Manifest, report: &mut Report) {
-    // Certificate text → the first user (in key order) who has it.
-    let mut first_with: HashMap<&str, &str> = HashMap::new();
+    // Later user → the first user (in key order) with the same certificate.
+    let first_with: HashMap<&str, &str> = duplicate_user_certificates(manifest)
+        .into_iter()
+        .map(|(first, later)| (later, first))
+        .collect();
     for (name, user) in &manifest.users {
         let path = DocPath::root().field("Users").key(name);
         if user.certificate.is_empty() {
             report.fail(path.field("Certificate"), CheckError::EmptyUserCertificate);
         } else {
-            let first = *first_with.entry(&user.certificate).or_insert(name);
-            if first != name {
+            if let Some(first) = first_with.get(name.as_str()) {
                 report.fail(
                     path.field("Certificate"),
-                    CheckError::DuplicateUserCertificate(first.to_owned()),
+                    CheckError::DuplicateUserCertificate((*first).to_owned()),
                 );
             }
             if let Err(reason) = crate::pem::parse_user_certificate(&user.certificate) {

@@ -11,7 +11,6 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
-
 /// How a parameter's `Data` is written in the manifest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Encoding {

@@ -190,6 +190,100 @@ fn c13_user_certificates_must_differ() {
     assert_violations(&m, &[(r#"Users["bob"].Certificate"#, "C13")]);
 }
 
+/// `pem_text`'s certificate written again: base64 lines of `width` characters, ending in
+/// `eol`.
+fn rewrapped(pem_text: &str, width: usize, eol: &str) -> String {
+    use base64::Engine;
+    let der = pem::parse(pem_text).unwrap().into_contents();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = format!("-----BEGIN CERTIFICATE-----{eol}");
+    for line in b64.as_bytes().chunks(width) {
+        out.push_str(std::str::from_utf8(line).unwrap());
+        out.push_str(eol);
+    }
+    out.push_str(&format!("-----END CERTIFICATE-----{eol}"));
+    out
+}
+
+#[test]
+fn c13_compares_the_certificates_der_not_their_pem_text() {
+    let alice = alice_pem();
+    let copies = [
+        ("crlf", alice.replace('\n', "\r\n")),
+        ("no final newline", alice.trim_end().to_owned()),
+        ("76 columns", rewrapped(&alice, 76, "\n")),
+        ("one line, crlf", rewrapped(&alice, usize::MAX, "\r\n")),
+        (
+            "text around the block",
+            format!("Alice's certificate\n{alice}\nissued by herself\n"),
+        ),
+    ];
+    for (what, copy) in copies {
+        assert_ne!(copy, alice, "{what}");
+        let mut m = base();
+        m["Users"] = json!({"alice": {"Certificate": alice}, "bob": {"Certificate": bob_pem()}});
+        assert_valid(&m);
+        m["Users"]["b"] = json!({"Certificate": copy});
+        let report = check(&m);
+        assert_violations(&m, &[(r#"Users["b"].Certificate"#, "C13")]);
+        assert_eq!(
+            report.violations[0].error.to_string(),
+            r#"certificate is the same as the one of user "alice""#,
+            "{what}"
+        );
+    }
+}
+
+#[test]
+fn c13_names_each_later_copy_once_in_name_order() {
+    let mut m = base();
+    m["Users"] = json!({
+        "a": {"Certificate": rewrapped(&alice_pem(), 76, "\r\n")},
+        "b": {"Certificate": bob_pem()},
+        "c": {"Certificate": alice_pem()},
+        "d": {"Certificate": rewrapped(&bob_pem(), 40, "\n")},
+        "e": {"Certificate": rewrapped(&alice_pem(), 64, "\n")},
+    });
+    assert_violations(
+        &m,
+        &[
+            (r#"Users["c"].Certificate"#, "C13"),
+            (r#"Users["d"].Certificate"#, "C13"),
+            (r#"Users["e"].Certificate"#, "C13"),
+        ],
+    );
+    let doc =
+        quarry_manifest::ManifestDocument::from_json(serde_json::to_vec(&m).unwrap()).unwrap();
+    assert_eq!(
+        quarry_manifest::check::duplicate_user_certificates(doc.manifest()),
+        [("a", "c"), ("b", "d"), ("a", "e")]
+    );
+}
+
+#[test]
+fn c13_still_compares_certificates_that_do_not_parse_as_text() {
+    // MarbleRun compares the text of every certificate; the same invalid text twice is both a
+    // duplicate and invalid. Empty certificates are only C11.
+    let mut m = base();
+    m["Users"] = json!({"a": {"Certificate": "junk"}, "b": {"Certificate": "junk"}});
+    assert_violations(
+        &m,
+        &[
+            (r#"Users["a"].Certificate"#, "P1"),
+            (r#"Users["b"].Certificate"#, "C13"),
+            (r#"Users["b"].Certificate"#, "P1"),
+        ],
+    );
+    m["Users"] = json!({"a": {"Certificate": ""}, "b": {"Certificate": ""}});
+    assert_violations(
+        &m,
+        &[
+            (r#"Users["a"].Certificate"#, "C11"),
+            (r#"Users["b"].Certificate"#, "C11"),
+        ],
+    );
+}
+
 #[test]
 fn c14_package_roles() {
     let mut m = base();
@@ -440,5 +534,151 @@ fn violations_display_path_message_and_rule() {
     assert_eq!(
         report.violations[0].to_string(),
         r#"Marbles["web"].Package: package "nope" is not defined in Packages [C3]"#
+    );
+}
+
+/// The control characters and separators Q1 refuses, with a name of each for messages.
+const FORBIDDEN: [(char, &str); 11] = [
+    ('\n', "U+000A"),
+    ('\r', "U+000D"),
+    ('\t', "U+0009"),
+    ('\0', "U+0000"),
+    ('\u{1b}', "U+001B"),
+    ('\u{7f}', "U+007F"),
+    ('\u{85}', "U+0085"),
+    ('\u{9b}', "U+009B"),
+    ('\u{2028}', "U+2028"),
+    ('\u{2029}', "U+2029"),
+    ('\u{1f}', "U+001F"),
+];
+
+/// `base()` with one user, role, Marble, package, secret and recovery key, each named `name`
+/// and consistent with each other.
+fn with_every_name(name: &str) -> serde_json::Value {
+    json!({
+        "Packages": {name: {"UniqueID": MRENCLAVE}},
+        "Marbles": {name: {"Package": name}},
+        "Secrets": {name: {"Type": "plain", "UserDefined": true}},
+        "Roles": {name: {"ResourceType": "Secrets", "ResourceNames": [name], "Actions": ["ReadSecret"]}},
+        "Users": {name: {"Certificate": alice_pem(), "Roles": [name]}},
+        "RecoveryKeys": {name: recovery_pem()}
+    })
+}
+
+#[test]
+fn q1_names_must_not_contain_control_characters() {
+    for (c, code) in FORBIDDEN {
+        let name = format!("a{c}b");
+        let m = with_every_name(&name);
+        let report = check(&m);
+        let mut got: Vec<String> = report
+            .violations
+            .iter()
+            .map(|v| format!("{} {} {}", v.path, v.error.rule(), v.error))
+            .collect();
+        got.sort();
+        let escaped = format!("{name:?}");
+        let mut want: Vec<String> = [
+            ("Marbles", "marble"),
+            ("Packages", "package"),
+            ("RecoveryKeys", "recovery key"),
+            ("Roles", "role"),
+            ("Secrets", "secret"),
+            ("Users", "user"),
+        ]
+        .iter()
+        .map(|(section, kind)| {
+            let path = quarry_common::DocPath::root().field(section).key(&name);
+            format!("{path} Q1 {kind} name {escaped} contains the control character {code}")
+        })
+        .collect();
+        want.sort();
+        assert_eq!(got, want, "{code}");
+        // The message shows the character escaped, never as itself.
+        for v in &report.violations {
+            assert!(!v.error.to_string().contains(c), "{code}: {}", v.error);
+        }
+    }
+}
+
+#[test]
+fn q1_names_with_other_unicode_pass() {
+    // Printable text of any script, spaces, punctuation, emoji with joiners, and format
+    // characters other than the line and paragraph separators stay allowed.
+    for name in [
+        "web",
+        "web frontend",
+        "café",
+        "\u{540d}\u{524d}",
+        "\u{1f469}\u{200d}\u{1f4bb}",
+        "a/b:c.d-e_f@g",
+        "\u{a0}nbsp",
+        "",
+    ] {
+        assert_valid(&with_every_name(name));
+    }
+}
+
+#[test]
+fn q1_each_section_is_checked_on_its_own() {
+    let mut m = base();
+    m["Secrets"] = json!({"ok": {"Type": "symmetric-key", "Size": 128},
+                          "line\u{2028}break": {"Type": "symmetric-key", "Size": 128}});
+    m["RecoveryKeys"] = json!({"tab\there": recovery_pem()});
+    assert_violations(
+        &m,
+        &[
+            ("Secrets[\"line\u{2028}break\"]", "Q1"),
+            (r#"RecoveryKeys["tab\there"]"#, "Q1"),
+        ],
+    );
+    // Only the first offending character is named.
+    let mut m = base();
+    m["Roles"] = json!({"r\r\n": {"ResourceType": "Manifest", "Actions": ["UpdateManifest"]}});
+    let report = check(&m);
+    assert_eq!(
+        report.violations[0].to_string(),
+        r#"Roles["r\r\n"]: role name "r\r\n" contains the control character U+000D [Q1]"#
+    );
+}
+
+#[test]
+fn q2_product_id_and_security_version_fit_sixteen_bits() {
+    let mut m = base();
+    m["Packages"]["pkg"] =
+        json!({"SignerID": MRSIGNER, "ProductID": 65535, "SecurityVersion": 65535});
+    assert_valid(&m);
+    m["Packages"]["pkg"]["SecurityVersion"] = json!(65536);
+    assert_violations(&m, &[(r#"Packages["pkg"].SecurityVersion"#, "Q2")]);
+    assert_eq!(
+        check(&m).violations[0].to_string(),
+        r#"Packages["pkg"].SecurityVersion: SecurityVersion 65536 is more than 65535, the largest ISVSVN of an SGX enclave [Q2]"#
+    );
+    m["Packages"]["pkg"]["SecurityVersion"] = json!(1);
+    m["Packages"]["pkg"]["ProductID"] = json!(u64::MAX);
+    assert_violations(&m, &[(r#"Packages["pkg"].ProductID"#, "Q2")]);
+    assert!(
+        check(&m).violations[0]
+            .error
+            .to_string()
+            .ends_with("the largest ISVPRODID of an SGX enclave")
+    );
+}
+
+#[test]
+fn q2_applies_to_debug_packages_and_packages_no_marble_uses() {
+    let mut m = base();
+    m["Packages"]["debug"] = json!({"Debug": true, "SecurityVersion": 70000});
+    m["Packages"]["unused"] =
+        json!({"SignerID": MRSIGNER, "ProductID": 65536, "SecurityVersion": 1});
+    m["Marbles"]["dbg"] = json!({"Package": "debug"});
+    let report = check(&m);
+    assert_eq!(report.warnings.len(), 1, "{:?}", report.warnings);
+    assert_violations(
+        &m,
+        &[
+            (r#"Packages["debug"].SecurityVersion"#, "Q2"),
+            (r#"Packages["unused"].ProductID"#, "Q2"),
+        ],
     );
 }
