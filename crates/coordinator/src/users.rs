@@ -154,19 +154,12 @@ pub fn authenticate(manifest: &Manifest, leaf: Option<&[u8]>) -> Result<User, Au
 }
 
 /// The first pair of users of `manifest` whose certificates are the same DER (in any PEM
-/// text), as (first, second) in name order.
+/// text), as (first, second) in name order: the manifest check's rule C13
+/// ([`quarry_manifest::check::duplicate_user_certificates`]).
 pub fn duplicate_certificate(manifest: &Manifest) -> Option<(String, String)> {
-    let mut first_with: std::collections::HashMap<Vec<u8>, &String> =
-        std::collections::HashMap::new();
-    for (name, user) in &manifest.users {
-        let Ok(der) = quarry_manifest::pem::parse_user_certificate(&user.certificate) else {
-            continue;
-        };
-        if let Some(first) = first_with.insert(der, name) {
-            return Some((first.clone(), name.clone()));
-        }
-    }
-    None
+    quarry_manifest::check::duplicate_user_certificates(manifest)
+        .first()
+        .map(|(first, second)| ((*first).to_owned(), (*second).to_owned()))
 }
 
 /// The names of the users of `manifest` holding `UpdateManifest`, sorted.
