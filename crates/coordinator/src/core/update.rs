@@ -53,7 +53,7 @@ pub const V1_RECOVERY_SECRETS: &str = "this acknowledgement applies an update th
      with POST /api/v2/update-manifest instead";
 
 /// The highest security version an SGX enclave can have (ISVSVN is a 16-bit number).
-pub const MAX_SECURITY_VERSION: u64 = 65535;
+pub use quarry_manifest::check::MAX_SECURITY_VERSION;
 
 /// Who receives the recovery secrets an applied update issues.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -636,14 +636,6 @@ impl Core {
             return Err(CoreError::invalid(format!(
                 "invalid manifest: {}",
                 list.join("; ")
-            )));
-        }
-        // The check compares the certificates' PEM text; the same DER in other PEM text would
-        // make one key holder two users, and lock the second out.
-        if let Some((first, second)) = users::duplicate_certificate(manifest) {
-            return Err(CoreError::invalid(format!(
-                "invalid manifest: Users[{second:?}].Certificate: certificate is the same as the \
-                 one of user {first:?}"
             )));
         }
         let recovery_keys = parse_recovery_keys(manifest)?;
