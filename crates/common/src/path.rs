@@ -68,9 +68,9 @@ impl fmt::Display for DocPath {
                 Segment::Field(name) if i == 0 => f.write_str(name)?,
                 Segment::Field(name) => write!(f, ".{name}")?,
                 Segment::Key(key) => {
-                    // serde_json quotes and escapes exactly like a JSON string literal.
-                    let quoted = serde_json::to_string(key).map_err(|_| fmt::Error)?;
-                    write!(f, "[{quoted}]")?;
+                    f.write_str("[\"")?;
+                    write_escaped(f, key)?;
+                    f.write_str("\"]")?;
                 }
                 Segment::Index(index) => write!(f, "[{index}]")?,
             }
@@ -79,9 +79,40 @@ impl fmt::Display for DocPath {
     }
 }
 
+/// Writes `key` as the inside of a JSON string literal, escaping also what JSON allows raw but a
+/// log line or terminal would act on: DEL, the C1 controls and the Unicode line and paragraph
+/// separators.
+fn write_escaped(f: &mut fmt::Formatter<'_>, key: &str) -> fmt::Result {
+    for c in key.chars() {
+        match c {
+            '"' => f.write_str("\\\"")?,
+            '\\' => f.write_str("\\\\")?,
+            '\n' => f.write_str("\\n")?,
+            '\r' => f.write_str("\\r")?,
+            '\t' => f.write_str("\\t")?,
+            c if c.is_control() || c == '\u{2028}' || c == '\u{2029}' => {
+                write!(f, "\\u{:04x}", u32::from(c))?;
+            }
+            c => write!(f, "{c}")?,
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_escape_every_control_and_line_separator() {
+        let path = DocPath::root()
+            .field("Users")
+            .key("a\"b\\c\nd\re\tf\u{1}\u{7f}\u{85}\u{2028}\u{2029}é");
+        assert_eq!(
+            path.to_string(),
+            r#"Users["a\"b\\c\nd\re\tf\u0001\u007f\u0085\u2028\u2029é"]"#
+        );
+    }
 
     #[test]
     fn formats_fields_keys_and_indices() {
