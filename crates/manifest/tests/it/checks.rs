@@ -628,7 +628,7 @@ fn q1_each_section_is_checked_on_its_own() {
     assert_violations(
         &m,
         &[
-            ("Secrets[\"line\u{2028}break\"]", "Q1"),
+            (r#"Secrets["line\u2028break"]"#, "Q1"),
             (r#"RecoveryKeys["tab\there"]"#, "Q1"),
         ],
     );
