@@ -20,6 +20,63 @@ pub fn success<T: Serialize>(data: T) -> Response {
     json_response(StatusCode::OK, &body)
 }
 
+/// [`success`] for data that holds secrets: serialised straight into one buffer of exactly the
+/// needed size (no intermediate JSON values, no reallocation leaving copies behind), which is
+/// zeroed when the response body is dropped.
+pub fn success_secret<T: Serialize>(data: &T) -> Response {
+    #[derive(Serialize)]
+    struct Envelope<'a, T> {
+        status: &'static str,
+        data: &'a T,
+    }
+    let envelope = Envelope {
+        status: "success",
+        data,
+    };
+    let mut counter = ByteCounter(0);
+    if let Err(error) = serde_json::to_writer(&mut counter, &envelope) {
+        return ApiError::internal(format!("encoding the answer: {error}")).into_response();
+    }
+    let mut body = SecretBody(zeroize::Zeroizing::new(Vec::with_capacity(counter.0 + 1)));
+    if let Err(error) = serde_json::to_writer(&mut *body.0, &envelope) {
+        return ApiError::internal(format!("encoding the answer: {error}")).into_response();
+    }
+    body.0.push(b'\n');
+    let mut response = (
+        StatusCode::OK,
+        axum::body::Body::from(axum::body::Bytes::from_owner(body)),
+    )
+        .into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// Counts the bytes written to it.
+struct ByteCounter(usize);
+
+impl std::io::Write for ByteCounter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A response body that is zeroed when the last reference to it is dropped.
+struct SecretBody(zeroize::Zeroizing<Vec<u8>>);
+
+impl AsRef<[u8]> for SecretBody {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
 /// An unsuccessful answer of the Client API.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ApiError {
@@ -162,6 +219,14 @@ mod tests {
         assert_eq!(body, "{\"status\":\"success\",\"data\":{\"code\":2}}\n");
         let (_, _, body) = parts(success(())).await;
         assert_eq!(body, "{\"status\":\"success\",\"data\":null}\n");
+    }
+
+    #[tokio::test]
+    async fn secret_success_envelope_is_byte_identical() {
+        let data = serde_json::json!({"secrets": {"k": {"Type": "plain", "Private": "AQI="}}});
+        let plain = parts(success(data.clone())).await;
+        let secret = parts(success_secret(&data)).await;
+        assert_eq!(plain, secret);
     }
 
     #[tokio::test]

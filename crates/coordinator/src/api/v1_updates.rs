@@ -24,7 +24,7 @@ use crate::api::v2::secrets::parse_secret_query;
 use crate::api::v2::update_manifest::{CANCELLED, acknowledged_message, get_pending};
 use crate::api::{blocking, drain, read_body};
 use crate::core::Core;
-use crate::jsend::{ApiError, success};
+use crate::jsend::{ApiError, success, success_secret};
 
 /// The routes of this group.
 pub fn routes() -> Router<Arc<Core>> {
@@ -85,7 +85,7 @@ async fn get_secrets(
     let secrets = run(move || core.read_secrets(leaf.as_deref(), &names))
         .await
         .map_err(v1)?;
-    Ok(success(secrets))
+    Ok(success_secret(&secrets))
 }
 
 async fn post_secrets(

@@ -12,12 +12,11 @@ use axum::response::Response;
 use axum::routing::get;
 use quarry_common::limits::MAX_BODY_BYTES;
 use quarry_manifest::update::{UploadedSecret, parse_secret_upload};
-use serde_json::json;
 
 use crate::api::read_body;
 use crate::api::users::{leaf, run};
 use crate::core::Core;
-use crate::jsend::{ApiError, success};
+use crate::jsend::{ApiError, success, success_secret};
 
 /// The routes of this group.
 pub fn routes() -> Router<Arc<Core>> {
@@ -65,7 +64,11 @@ async fn get_secrets(
     let leaf = leaf(request.extensions());
     let names = parse_secret_query(request.uri().query())?;
     let secrets = run(move || core.read_secrets(leaf.as_deref(), &names)).await?;
-    Ok(success(json!({ "secrets": secrets })))
+    #[derive(serde::Serialize)]
+    struct Answer<'a, T> {
+        secrets: &'a T,
+    }
+    Ok(success_secret(&Answer { secrets: &secrets }))
 }
 
 async fn post_secrets(
