@@ -109,14 +109,18 @@ pub(crate) fn json_object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> 
     }
 }
 
-/// The member `name` of `object`, matched case-insensitively as Go's decoder does. Two members
+/// The member `name` of `object`, matched case-insensitively as Go's decoder does
+/// ([`quarry_common::go::json_key_eq`]: ASCII case, and the Kelvin sign, long s and the two
+/// Turkish i letters, which Go folds into ASCII). Two members
 /// that both match (`manifest` and `Manifest`) are refused: Go would silently take the last one,
 /// so a proxy or log that reads the first would see another value than the Coordinator.
 pub(crate) fn member<'a>(
     object: &'a Map<String, Value>,
     name: &str,
 ) -> Result<Option<&'a Value>, ApiError> {
-    let mut matches = object.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name));
+    let mut matches = object
+        .iter()
+        .filter(|(k, _)| quarry_common::go::json_key_eq(k, name));
     let first = matches.next();
     if let Some((other, _)) = matches.next() {
         let (first, _) = first.unwrap_or((other, &Value::Null));

@@ -17,6 +17,7 @@ mod review11_secrets;
 mod review11_updates;
 mod review11_users;
 mod review_client_certs;
+mod review_latest_api;
 mod review_latest_rotation;
 mod review_logs;
 mod review_recovery;
