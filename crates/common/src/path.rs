@@ -80,8 +80,9 @@ impl fmt::Display for DocPath {
 }
 
 /// Writes `key` as the inside of a JSON string literal, escaping also what JSON allows raw but a
-/// log line or terminal would act on: DEL, the C1 controls and the Unicode line and paragraph
-/// separators.
+/// log line or terminal would act on: DEL, the C1 controls, the Unicode line and paragraph
+/// separators, and the bidirectional formatting characters, which make a terminal or log viewer
+/// show the text around them in another order than it has.
 fn write_escaped(f: &mut fmt::Formatter<'_>, key: &str) -> fmt::Result {
     for c in key.chars() {
         match c {
@@ -90,7 +91,7 @@ fn write_escaped(f: &mut fmt::Formatter<'_>, key: &str) -> fmt::Result {
             '\n' => f.write_str("\\n")?,
             '\r' => f.write_str("\\r")?,
             '\t' => f.write_str("\\t")?,
-            c if c.is_control() || c == '\u{2028}' || c == '\u{2029}' => {
+            c if c.is_control() || c == '\u{2028}' || c == '\u{2029}' || is_bidi_control(c) => {
                 write!(f, "\\u{:04x}", u32::from(c))?;
             }
             c => write!(f, "{c}")?,
@@ -99,9 +100,29 @@ fn write_escaped(f: &mut fmt::Formatter<'_>, key: &str) -> fmt::Result {
     Ok(())
 }
 
+/// The Unicode bidirectional formatting characters: ALM, LRM, RLM, the embeddings and overrides
+/// LRE..RLO with PDF, and the isolates LRI..PDI.
+fn is_bidi_control(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_escape_bidirectional_formatting_characters() {
+        let path = DocPath::root()
+            .field("Users")
+            .key("admin\u{202E}nimda\u{2066}\u{2069}\u{200F}\u{061C}");
+        assert_eq!(
+            path.to_string(),
+            r#"Users["admin\u202enimda\u2066\u2069\u200f\u061c"]"#
+        );
+    }
 
     #[test]
     fn keys_escape_every_control_and_line_separator() {

@@ -64,3 +64,40 @@ fn a_member_given_twice_through_a_go_folded_letter_is_refused() {
     );
     assert_eq!(status(&c, &Trust::Insecure), 3);
 }
+
+#[test]
+fn a_refused_name_with_a_bidirectional_override_is_shown_escaped() {
+    use crate::users::{user_cert, users_manifest};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let c = Coordinator::start(dir).unwrap();
+    let dave = user_cert(dir, "dave", false);
+    let frank = user_cert(dir, "frank", false);
+    let mut m: serde_json::Value = serde_json::from_slice(&users_manifest(
+        &[("dave", &dave), ("frank", &frank)],
+        false,
+    ))
+    .unwrap();
+    // A second user with dave's certificate (C13), named so that a terminal would show
+    // "frank" reversed around the override.
+    m["Users"]["x\u{202E}knarf"] = m["Users"]["dave"].clone();
+    let body = file(
+        dir,
+        "bidi.json",
+        json!({ "manifest": b64(&serde_json::to_vec(&m).unwrap()) }).to_string(),
+    );
+    let answer = curl(
+        &Trust::Insecure,
+        "POST",
+        &c.url("/api/v2/manifest"),
+        Some(&body),
+        &[],
+    );
+    assert_eq!(answer.status, 400, "{:?}", answer.body);
+    let message = answer.message();
+    assert!(message.contains("[C13]"), "{message}");
+    assert!(message.contains(r#"Users["x\u202eknarf"]"#), "{message}");
+    assert!(!message.contains('\u{202E}'), "{message}");
+    assert_eq!(status(&c, &Trust::Insecure), 2);
+}
