@@ -2,7 +2,8 @@
 //! data key: after a loss, only the recovery secrets of the update recover the real binary (the
 //! holders decrypt and sign with openssl, as the recovery docs tell them); the secrets handed out
 //! before the update are refused, also those of a holder who stays. A commit that fails while
-//! applying such an update keeps the old data key, so the old secrets still recover.
+//! applying such an update keeps the old data key, so the old secrets still recover. With HSM
+//! sealing, the HSM layer wraps the new key: restarts release it and recovery works the same.
 
 use std::path::{Path, PathBuf};
 
@@ -19,6 +20,8 @@ struct Setup {
     dir: PathBuf,
     dave: UserCert,
     frank: UserCert,
+    /// Whether manifests carry the `AzureHSMSealing` gate.
+    gate: bool,
     /// Holder name, private key file and public PEM.
     keys: Vec<(String, PathBuf, String)>,
     _tmp: tempfile::TempDir,
@@ -50,6 +53,9 @@ impl Setup {
         }
         m["RecoveryKeys"] = Value::Object(keys);
         m["Config"] = json!({ "RecoveryThreshold": threshold });
+        if self.gate {
+            m["Config"]["FeatureGates"] = json!(["AzureHSMSealing"]);
+        }
         serde_json::to_vec(&m).unwrap()
     }
 
@@ -113,15 +119,28 @@ impl Setup {
 
 fn start(holders: &[&str], threshold: u64) -> (Setup, Vec<u8>, Map<String, Value>) {
     let tmp = tempfile::tempdir().unwrap();
+    let c = Coordinator::start(tmp.path()).unwrap();
+    setup(tmp, c, false, holders, threshold)
+}
+
+/// Sets the first manifest (with the `AzureHSMSealing` gate when `gate`) on `c`, which runs in
+/// `tmp`; returns the setup, the manifest and its recovery secrets.
+fn setup(
+    tmp: tempfile::TempDir,
+    c: Coordinator,
+    gate: bool,
+    holders: &[&str],
+    threshold: u64,
+) -> (Setup, Vec<u8>, Map<String, Value>) {
     let dir = tmp.path().to_path_buf();
     let dave = user_cert(&dir, "dave", false);
     let frank = user_cert(&dir, "frank", false);
-    let c = Coordinator::start(&dir).unwrap();
     let mut s = Setup {
         c,
         dir,
         dave,
         frank,
+        gate,
         keys: Vec::new(),
         _tmp: tmp,
     };
@@ -260,4 +279,48 @@ fn a_copy_of_the_old_state_does_not_open_with_the_new_secrets() {
     // The old holder's secret opens the old copy (it was theirs), as expected.
     let answer = s.upload("old", "a", &old);
     assert_eq!(answer.data()["remaining"], 0, "{:?}", answer.body);
+}
+
+#[test]
+fn with_hsm_sealing_the_new_data_key_is_wrapped_by_the_hsm_and_recovers() {
+    use crate::hsm::{coordinator, hsm_key, wait_for};
+    use quarry_testkit::emulator::{Emulator, SEED_POLICY};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let emulator = Emulator::start_provisioned(tmp.path(), SEED_POLICY).unwrap();
+    let c = coordinator(tmp.path(), &emulator, &[]);
+    let (mut s, _, old) = setup(tmp, c, true, &["a", "b", "c"], 2);
+    let sealed = hsm_key(&s.c);
+    let update = s.manifest(&["a", "d", "e"], 2);
+    let answer = s.update(&update);
+    let new = answer.data()["recoverySecrets"]
+        .as_object()
+        .unwrap()
+        .clone();
+    assert_eq!(hsm_key(&s.c), sealed);
+
+    // The HSM releases its key and the enclave layer opens the new data key.
+    s.c.restart().unwrap();
+    wait_for(&s.c, "state 3 after the update and a restart", |code, _| {
+        code == 3
+    });
+    assert_eq!(manifest_now(&s.c), update);
+
+    s.lose();
+    let before = sealed_files(&s.c.seal_dir());
+    for holder in ["a", "b"] {
+        assert_refused(&s.upload("old", holder, &old));
+        assert_eq!(sealed_files(&s.c.seal_dir()), before);
+    }
+    for (n, holder) in ["e", "a"].into_iter().enumerate() {
+        let answer = s.upload("new", holder, &new);
+        assert_eq!(answer.data()["remaining"], 1 - n, "{:?}", answer.body);
+    }
+    assert_eq!(status(&s.c, &Trust::Insecure), 3);
+    assert_eq!(hsm_key(&s.c).key_name, sealed.key_name);
+    s.c.restart().unwrap();
+    wait_for(&s.c, "state 3 after recovery and a restart", |code, _| {
+        code == 3
+    });
+    assert_eq!(manifest_now(&s.c), update);
 }
