@@ -75,21 +75,31 @@ impl From<CoreError> for ApiError {
 
 /// Reads a request body of at most `limit` bytes: a larger one is `413 fail`; one that does not
 /// arrive (the client stopped sending, or the connection's body deadline passed) is `400 fail`.
+/// A body whose declared length (`Content-Length`) is over the limit is refused before any of
+/// it is read, so the client learns at once and nothing waits for data that would be discarded.
 pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    let declared = http_body::Body::size_hint(&body).lower();
+    if usize::try_from(declared).map_or(true, |declared| declared > limit) {
+        return Err(too_large(limit));
+    }
     axum::body::to_bytes(body, limit)
         .await
         .map_err(|error| body_error(&error, limit))
+}
+
+fn too_large(limit: usize) -> ApiError {
+    ApiError::Fail {
+        status: axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+        message: format!("request body is larger than the limit of {limit} bytes"),
+        data: None,
+    }
 }
 
 fn body_error(error: &(dyn std::error::Error + 'static), limit: usize) -> ApiError {
     let mut source = Some(error);
     while let Some(e) = source {
         if e.is::<http_body_util::LengthLimitError>() {
-            return ApiError::Fail {
-                status: axum::http::StatusCode::PAYLOAD_TOO_LARGE,
-                message: format!("request body is larger than the limit of {limit} bytes"),
-                data: None,
-            };
+            return too_large(limit);
         }
         source = e.source();
     }
@@ -210,6 +220,51 @@ mod tests {
             matches!(&error, ApiError::Fail { status, message, .. }
                 if *status == axum::http::StatusCode::BAD_REQUEST
                     && message.starts_with("request body could not be read")),
+            "{error:?}"
+        );
+    }
+
+    /// A body that declares `declared` bytes and then breaks off.
+    struct Declared {
+        declared: u64,
+    }
+
+    impl http_body::Body for Declared {
+        type Data = Bytes;
+        type Error = std::io::Error;
+
+        fn poll_frame(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, std::io::Error>>> {
+            std::task::Poll::Ready(Some(Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "connection closed",
+            ))))
+        }
+
+        fn size_hint(&self) -> http_body::SizeHint {
+            http_body::SizeHint::with_exact(self.declared)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_declared_length_over_the_limit_is_413_before_reading() {
+        let error = read_body(Body::new(Declared { declared: 11 }), 10)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&error, ApiError::Fail { status, .. }
+                if *status == axum::http::StatusCode::PAYLOAD_TOO_LARGE),
+            "{error:?}"
+        );
+        // Within the limit, the broken-off body is what is reported.
+        let error = read_body(Body::new(Declared { declared: 10 }), 10)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&error, ApiError::Fail { status, .. }
+                if *status == axum::http::StatusCode::BAD_REQUEST),
             "{error:?}"
         );
     }
