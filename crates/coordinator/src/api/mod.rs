@@ -75,16 +75,20 @@ impl From<CoreError> for ApiError {
 
 /// Reads a request body of at most `limit` bytes: a larger one is `413 fail`; one that does not
 /// arrive (the client stopped sending, or the connection's body deadline passed) is `400 fail`.
-/// A body whose declared length (`Content-Length`) is over the limit is refused before any of
-/// it is read, so the client learns at once and nothing waits for data that would be discarded.
+/// A body whose declared length (`Content-Length`) is over the limit is over the limit however
+/// it ends. It is still read up to the limit before the answer: answering at once, with most of
+/// the body unsent, makes HTTP/2 clients such as curl fail on the reset stream instead of
+/// showing the answer.
 pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
     let declared = http_body::Body::size_hint(&body).lower();
-    if usize::try_from(declared).map_or(true, |declared| declared > limit) {
-        return Err(too_large(limit));
-    }
-    axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|error| body_error(&error, limit))
+    let over = usize::try_from(declared).map_or(true, |declared| declared > limit);
+    axum::body::to_bytes(body, limit).await.map_err(|error| {
+        if over {
+            too_large(limit)
+        } else {
+            body_error(&error, limit)
+        }
+    })
 }
 
 fn too_large(limit: usize) -> ApiError {
@@ -249,7 +253,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_declared_length_over_the_limit_is_413_before_reading() {
+    async fn a_declared_length_over_the_limit_is_413_however_the_body_ends() {
         let error = read_body(Body::new(Declared { declared: 11 }), 10)
             .await
             .unwrap_err();

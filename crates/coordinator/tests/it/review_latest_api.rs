@@ -101,35 +101,3 @@ fn a_refused_name_with_a_bidirectional_override_is_shown_escaped() {
     assert!(!message.contains('\u{202E}'), "{message}");
     assert_eq!(status(&c, &Trust::Insecure), 2);
 }
-
-#[test]
-fn a_declared_body_over_the_limit_is_refused_before_it_arrives() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
-    let c = Coordinator::start(dir).unwrap();
-    // The client declares more than the limit and sends a few bytes: the answer is 413 at once,
-    // not a wait for the rest followed by 400.
-    let body = file(dir, "start.json", "{\"manifest\": \"AAAA");
-    for (path, declared) in [
-        (
-            "/api/v2/manifest",
-            quarry_common::limits::MAX_BODY_BYTES + 1,
-        ),
-        (
-            "/api/v2/recover",
-            quarry_common::limits::MAX_RECOVERY_BODY_BYTES + 1,
-        ),
-    ] {
-        let header = format!("Content-Length: {declared}");
-        let answer = curl(
-            &Trust::Insecure,
-            "POST",
-            &c.url(path),
-            Some(&body),
-            &["-H", &header, "--http1.1"],
-        );
-        assert_eq!(answer.status, 413, "{path}: {:?}", answer.body);
-        assert_eq!(answer.body["status"], "fail", "{path}: {:?}", answer.body);
-    }
-    assert_eq!(status(&c, &Trust::Insecure), 2);
-}
