@@ -72,7 +72,10 @@ impl fmt::Display for FieldError {
     }
 }
 
-/// Go's case-insensitive comparison of a JSON key with an (ASCII) field name.
+/// Go's `strings.EqualFold` of a value with an (ASCII) name (actions, feature gates): ASCII
+/// case, and the Kelvin sign and long s, which fold into `k` and `s`. Object keys are matched
+/// to field names with [`quarry_common::go::json_key_eq`] instead, as Go's JSON decoder folds
+/// them differently (it also takes the dotted and dotless i for `I`).
 pub(crate) fn go_fold_eq(key: &str, name: &str) -> bool {
     let mut key = key.chars();
     let mut name = name.chars();
@@ -138,10 +141,11 @@ impl Decoder {
         };
         let mut seen: Vec<&'static str> = Vec::new();
         for (key, value) in entries {
-            let name = names
-                .iter()
-                .find(|n| **n == key)
-                .or_else(|| names.iter().find(|n| go_fold_eq(key, n)));
+            let name = names.iter().find(|n| **n == key).or_else(|| {
+                names
+                    .iter()
+                    .find(|n| quarry_common::go::json_key_eq(key, n))
+            });
             let Some(&name) = name else {
                 self.warn(&unknown_key_path(path, key), WarningKind::UnknownKey);
                 continue;
@@ -364,6 +368,18 @@ pub(crate) fn to_json_value(node: &Node) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fields_match_keys_as_gos_json_decoder_does() {
+        // Go's decoder takes `MaxActıvations` (dotless i) for `MaxActivations`; ignoring it as
+        // an unknown key would lift a limit that MarbleRun enforces.
+        let raw = r#"{"Packages": {"p": {"UniqueID": "00"}},
+            "Marbles": {"m": {"Package": "p", "MaxAct\u0131vations": 2}},
+            "Secrets": {"k": {"Type": "symmetric-key", "S\u0130ze": 128, "Shared": true}}}"#;
+        let document = crate::ManifestDocument::from_json(raw.as_bytes().to_vec()).unwrap();
+        assert_eq!(document.manifest().marbles["m"].max_activations, 2);
+        assert_eq!(document.manifest().secrets["k"].size, 128);
+    }
 
     #[test]
     fn folds_keys_like_go() {
