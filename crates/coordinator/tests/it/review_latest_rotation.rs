@@ -176,6 +176,10 @@ fn shamir_holders_who_stay_recover_only_with_their_new_secrets() {
         .clone();
     assert_eq!(new.len(), 3, "{new:?}");
     assert_ne!(new["keep"], old["keep"]);
+    // A plain restart unseals the new data key from sealed_key.
+    s.c.restart().unwrap();
+    assert_eq!(status(&s.c, &Trust::Insecure), 3);
+    assert_eq!(manifest_now(&s.c), update);
     s.lose();
 
     // Two shares of the old data key, one of them from a holder who is still one.
