@@ -18,10 +18,13 @@
 //! [`HTTP2_MAX_STREAMS`] requests in progress on one connection, and the request bodies that
 //! handlers hold, over all connections, are limited to [`BODY_BUDGET`] bytes.
 //!
-//! At most [`MAX_CONNECTIONS`] connections are served at once; further
-//! clients wait in the listen backlog, so no number of clients can exhaust the file descriptors
-//! the store needs to commit. The HTTP version follows ALPN (`h2` or else HTTP/1.1), as in Go's server,
-//! so no time is spent guessing it from the first bytes.
+//! At most [`MAX_CONNECTIONS`] connections are served at once, so no number of clients can
+//! exhaust the file descriptors the store needs to commit. When a client arrives and every slot
+//! is taken, connections without a request in progress are closed to make room (clients
+//! reconnect as after any idle close), so holding slots takes requests that keep running, not
+//! just open connections; the clients behind it wait in the listen backlog. The HTTP version
+//! follows ALPN (`h2` or else HTTP/1.1), as in Go's server, so no time is spent guessing it from
+//! the first bytes.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -123,11 +126,9 @@ async fn serve_with(
     let http1 = Arc::new(http.clone().http1_only());
     let http2 = Arc::new(http.http2_only());
     let acceptor = TlsAcceptor::from(tls);
+    // Told when a client waits for a slot: connections without a request in progress close.
+    let pressure = Arc::new(Notify::new());
     loop {
-        // Taken before accepting: while every slot is in use, new clients wait in the backlog.
-        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
-            return; // The semaphore is never closed.
-        };
         let (tcp, peer) = match listener.accept().await {
             Ok(conn) => conn,
             Err(error) => {
@@ -137,6 +138,15 @@ async fn serve_with(
                 continue;
             }
         };
+        // While this client waits for a slot, the ones behind it wait in the listen backlog.
+        let slot = match Arc::clone(&slots).try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => match wait_for_slot(&slots, &pressure).await {
+                Some(slot) => slot,
+                None => return, // The semaphore is never closed.
+            },
+        };
+        let pressure_here = Arc::clone(&pressure);
         let acceptor = acceptor.clone();
         let router = router.clone();
         let (http1, http2) = (Arc::clone(&http1), Arc::clone(&http2));
@@ -198,7 +208,7 @@ async fn serve_with(
                     tracing::debug!(%peer, "closing a connection whose request body is late");
                     return;
                 }
-                () = activity.idle(idle_timeout) => {
+                () = activity.idle(idle_timeout, &pressure_here) => {
                     tracing::debug!(%peer, "closing an idle connection");
                     connection.as_mut().graceful_shutdown();
                     match tokio::time::timeout(idle_timeout, connection).await {
@@ -369,6 +379,21 @@ where
     }
 }
 
+/// Waits for a connection slot, asking connections without a request in progress to close now
+/// and again every second while none is free (a request that ends makes its connection idle).
+async fn wait_for_slot(
+    slots: &Arc<Semaphore>,
+    pressure: &Notify,
+) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    loop {
+        pressure.notify_waiters();
+        tokio::select! {
+            slot = Arc::clone(slots).acquire_owned() => return slot.ok(),
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
 /// The requests in progress on one connection, and when the last one ended (or the connection
 /// started).
 struct Activity {
@@ -396,16 +421,22 @@ impl Activity {
         InFlight(Arc::clone(self))
     }
 
-    /// Resolves once no request has been in progress for `idle`.
-    async fn idle(&self, idle: Duration) {
+    /// Resolves once no request has been in progress for `idle`, or as soon as `pressure` is
+    /// notified while no request is in progress.
+    async fn idle(&self, idle: Duration, pressure: &Notify) {
         loop {
             let changed = self.changed.notified();
-            tokio::pin!(changed);
+            let pressed = pressure.notified();
+            tokio::pin!(changed, pressed);
             // Registered before the state is read, so no change in between is missed.
             changed.as_mut().enable();
+            pressed.as_mut().enable();
             let (in_flight, since) = *self.state();
             if in_flight > 0 {
-                changed.await;
+                tokio::select! {
+                    () = changed => {}
+                    () = pressed => {}
+                }
                 continue;
             }
             let deadline = since + idle;
@@ -415,6 +446,7 @@ impl Activity {
             tokio::select! {
                 () = tokio::time::sleep_until(deadline) => {}
                 () = changed => {}
+                () = pressed => return,
             }
         }
     }
@@ -554,25 +586,21 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn clients_beyond_the_connection_limit_wait_for_a_free_slot() {
+    async fn an_idle_connection_makes_room_for_a_new_client_when_every_slot_is_taken() {
         let addr = limited_server(Limits {
-            idle: GUARD,
+            idle: GUARD * 2,
             body: GUARD,
             connections: 1,
             body_budget: BODY_BUDGET,
         })
         .await;
-        let first = connect(addr, b"http/1.1").await;
-        let second = tokio::spawn(connect(addr, b"http/1.1"));
-        // While the only slot is held, the second handshake cannot complete (if this wait is too
-        // short on a slow machine, the test passes without proving anything; it cannot fail).
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        assert!(
-            !second.is_finished(),
-            "a client was served beyond the limit"
-        );
-        drop(first);
-        let mut second = tokio::time::timeout(GUARD, second).await.unwrap().unwrap();
+        let mut first = connect(addr, b"http/1.1").await;
+        // The only slot is held by a connection with no request in progress: the next client
+        // is served, and the idle connection closed, long before the idle timeout.
+        let mut second = tokio::time::timeout(GUARD, connect(addr, b"http/1.1"))
+            .await
+            .expect("the new client was not served");
+        read_to_close(&mut first).await;
         second
             .write_all(b"GET /ping HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
             .await
@@ -732,13 +760,18 @@ mod tests {
     async fn a_connection_is_idle_only_without_requests_in_progress() {
         let idle = Duration::from_secs(60);
         let activity = Activity::new();
+        let pressure = Arc::new(Notify::new());
         let watchdog = tokio::spawn({
             let activity = Arc::clone(&activity);
-            async move { activity.idle(idle).await }
+            let pressure = Arc::clone(&pressure);
+            async move { activity.idle(idle, &pressure).await }
         });
         let request = activity.begin();
-        // Far past the idle time with a request in progress: not idle.
+        // Far past the idle time with a request in progress: not idle, not even when every
+        // connection slot is wanted.
         tokio::time::advance(idle * 3).await;
+        tokio::task::yield_now().await;
+        pressure.notify_waiters();
         tokio::task::yield_now().await;
         assert!(!watchdog.is_finished());
 
@@ -752,6 +785,21 @@ mod tests {
         tokio::task::yield_now().await;
         assert!(!watchdog.is_finished());
         tokio::time::advance(Duration::from_secs(2)).await;
+        watchdog.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_without_requests_in_progress_gives_way_at_once() {
+        let activity = Activity::new();
+        let pressure = Arc::new(Notify::new());
+        let watchdog = tokio::spawn({
+            let activity = Arc::clone(&activity);
+            let pressure = Arc::clone(&pressure);
+            async move { activity.idle(Duration::from_secs(60), &pressure).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!watchdog.is_finished());
+        pressure.notify_waiters();
         watchdog.await.unwrap();
     }
 }
