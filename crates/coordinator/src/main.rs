@@ -71,6 +71,29 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .with_context(|| format!("writing ready file {}", path.display()))?;
     }
     let _hsm = coordinator.start_hsm();
-    coordinator.serve().await?;
+    tokio::select! {
+        result = coordinator.serve() => result?,
+        signal = stop_signal() => {
+            // A commit in progress runs on a blocking thread, which the runtime finishes before
+            // the process exits; the store's commit protocol covers any harder stop.
+            tracing::info!(signal, "stopping");
+        }
+    }
     Ok(())
+}
+
+/// Resolves with the name of the first SIGTERM (what Kubernetes sends) or SIGINT received.
+async fn stop_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        // Without signal handlers the default action (exit) still applies.
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    }
 }

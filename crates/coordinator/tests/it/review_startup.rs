@@ -74,3 +74,34 @@ fn bad_settings_stop_the_coordinator_naming_what_is_wrong() {
         assert!(sealed_files(&dir.join("seal")).is_empty(), "{name}={value}");
     }
 }
+
+#[test]
+fn sigterm_stops_the_coordinator_cleanly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut c = Coordinator::start(tmp.path()).unwrap();
+    let pid = c.service().pid().to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    // Waits for the exit (bounded so that a Coordinator ignoring the signal fails the test).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = c.service().try_wait() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the coordinator ignored SIGTERM:\n{}",
+            c.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}\n{}", c.log());
+    assert!(
+        c.log().contains("stopping signal=\"SIGTERM\""),
+        "{}",
+        c.log()
+    );
+}
