@@ -704,7 +704,8 @@ fn parse_measurement(text: &str, what: &str) -> Result<[u8; 32]> {
     let bytes = hex::decode(text.trim())
         .map_err(|e| Failure::invalid(format!("{what} {text:?} is not hex: {e}")))?;
     bytes.try_into().map_err(|b: Vec<u8>| {
-        Failure::invalid(format!("{what} has {} bytes, expected 32", b.len()))
+        let n = crate::output::count(b.len() as u64, "byte", "bytes");
+        Failure::invalid(format!("{what} has {n}, expected 32"))
     })
 }
 

@@ -267,8 +267,8 @@ impl Dev<'_> {
         }
         let client = coordinator.client_addr();
         self.done(&format!(
-            "status 3 (accepting Marbles) after {} key release(s) by the emulator",
-            after - before
+            "status 3 (accepting Marbles) after {} by the emulator",
+            crate::output::count(after - before, "key release", "key releases")
         ));
 
         self.begin("summary");

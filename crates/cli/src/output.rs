@@ -52,6 +52,13 @@ impl Out<'_> {
     }
 }
 
+/// `n` and the noun for it: `1 problem`, `2 problems` (`plural` is the noun's plural form).
+pub fn count(n: impl Into<u64>, singular: &str, plural: &str) -> String {
+    let n = n.into();
+    let noun = if n == 1 { singular } else { plural };
+    format!("{n} {noun}")
+}
+
 /// A spinner with `message` while an operation waits; hidden unless standard error is a
 /// terminal. Finish it with [`ProgressBar::finish_and_clear`].
 pub fn spinner(message: &str) -> ProgressBar {
@@ -65,4 +72,16 @@ pub fn spinner(message: &str) -> ProgressBar {
     bar.set_message(message.to_owned());
     bar.enable_steady_tick(Duration::from_millis(100));
     bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn count_agrees_in_number() {
+        assert_eq!(count(0u64, "problem", "problems"), "0 problems");
+        assert_eq!(count(1u64, "problem", "problems"), "1 problem");
+        assert_eq!(count(2u64, "secret", "secrets"), "2 secrets");
+    }
 }

@@ -389,8 +389,8 @@ fn identity_claims(args: &CheckPolicyArgs) -> Result<Claims> {
                 })?;
                 if bytes.len() != 32 {
                     return Err(Failure::invalid(format!(
-                        "{flag} has {} bytes, expected 32",
-                        bytes.len()
+                        "{flag} has {}, expected 32",
+                        crate::output::count(bytes.len() as u64, "byte", "bytes")
                     )));
                 }
                 claims.insert(name.into(), hex::encode(bytes).into());

@@ -18,6 +18,8 @@ use quarry_common::{EnvFile, ExitCode};
 use quarry_manifest::template::dry_run_manifest;
 use quarry_manifest::{DecodeError, EmptyEnvironment, Environment, ManifestDocument};
 
+use crate::output::count;
+
 /// The `manifest` command group.
 #[derive(Debug, Subcommand)]
 #[non_exhaustive]
@@ -65,9 +67,9 @@ fn check(args: &CheckArgs, out: &mut dyn Write, err: &mut dyn Write) -> ExitCode
             }
             let _ = writeln!(
                 err,
-                "{}: invalid manifest ({} problems)",
+                "{}: invalid manifest ({})",
                 args.file.display(),
-                errors.len()
+                count(errors.len() as u64, "problem", "problems")
             );
             return ExitCode::Invalid;
         }
@@ -103,8 +105,9 @@ fn check(args: &CheckArgs, out: &mut dyn Write, err: &mut dyn Write) -> ExitCode
     if problems > 0 {
         let _ = writeln!(
             err,
-            "{}: invalid manifest ({problems} problems)",
+            "{}: invalid manifest ({})",
             args.file.display(),
+            count(problems as u64, "problem", "problems")
         );
         return ExitCode::Invalid;
     }

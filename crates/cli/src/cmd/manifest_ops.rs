@@ -464,7 +464,8 @@ fn pending_text(data: &Value) -> String {
     match missing {
         0 => "update applied".to_owned(),
         n => format!(
-            "update pending: {n} acknowledgements missing (users who have not acknowledged: {})",
+            "update pending: {} missing (users who have not acknowledged: {})",
+            crate::output::count(n, "acknowledgement", "acknowledgements"),
             users.join(", ")
         ),
     }

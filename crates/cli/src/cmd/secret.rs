@@ -204,8 +204,8 @@ async fn set(args: &SetArgs, out: &mut Out<'_>) -> Result<()> {
     let names: Vec<&String> = upload.keys().collect();
     out.result(
         &format!(
-            "set {} secrets: {}",
-            names.len(),
+            "set {}: {}",
+            crate::output::count(names.len() as u64, "secret", "secrets"),
             names
                 .iter()
                 .map(|n| n.as_str())

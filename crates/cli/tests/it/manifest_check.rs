@@ -199,3 +199,20 @@ fn usage_errors_exit_2_and_help_exits_0() {
         .code(0)
         .stdout(contains("quarry"));
 }
+
+#[test]
+fn one_problem_is_counted_in_the_singular() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("one.json");
+    std::fs::write(
+        &path,
+        r#"{"Packages":{"p":{"Debug":true}},"Marbles":{"m":{"Package":"absent"}}}"#,
+    )
+    .unwrap();
+    quarry()
+        .args(["manifest", "check"])
+        .arg(&path)
+        .assert()
+        .code(1)
+        .stderr(contains("invalid manifest (1 problem)"));
+}

@@ -159,7 +159,7 @@ fn operator_workflow_with_the_cli_alone() {
     set.extend(auth);
     run(dir, &c, &set)
         .code(0)
-        .stdout(contains("set 1 secrets: user_data"));
+        .stdout(contains("set 1 secret: user_data"));
     let get = ["secret", "get", "user_data"];
     run_with(dir, &c, &get, &auth)
         .code(0)
@@ -275,7 +275,7 @@ fn multi_party_update_apply_acknowledge_get_and_cancel() {
         &as_user(0),
     )
     .code(0)
-    .stdout(contains("update pending: 1 acknowledgements missing"))
+    .stdout(contains("update pending: 1 acknowledgement missing"))
     .stdout(contains("bob"));
     run(dir, &c, &["manifest", "update", "get", "--missing"])
         .code(0)
