@@ -102,8 +102,8 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> ExitCode {
             ExitCode::Ok
         }
         Command::Completion(args) => {
-            cmd::misc::completion(&args, out);
-            ExitCode::Ok
+            let result = cmd::misc::completion(&args, out);
+            cmd::shared::report(format, err, result)
         }
         Command::Dev(args) => dev::run(&args, out, err),
     }

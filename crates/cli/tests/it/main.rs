@@ -2,6 +2,7 @@
 
 mod attestation;
 mod bad_input;
+mod completion;
 mod dev;
 mod hsm_policy;
 mod manifest_check;
