@@ -85,7 +85,14 @@ fn locate(name: &str) -> Result<PathBuf, StartError> {
         detail,
     };
     if let Some(dir) = std::env::var_os("QUARRY_BIN_DIR") {
-        return Ok(PathBuf::from(dir).join(name));
+        let path = PathBuf::from(&dir).join(name);
+        if !path.is_file() {
+            return Err(fail(format!(
+                "not found in {} (the directory QUARRY_BIN_DIR names)",
+                PathBuf::from(dir).display()
+            )));
+        }
+        return Ok(path);
     }
     let exe = std::env::current_exe().map_err(|e| fail(e.to_string()))?;
     let mut dir = exe

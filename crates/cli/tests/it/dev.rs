@@ -125,7 +125,26 @@ fn a_missing_binary_fails_step_one_and_says_which() {
         .assert()
         .code(1)
         .stderr(predicate::str::contains("step 1 failed"))
-        .stderr(predicate::str::contains("quarry-azure-emulator"));
+        .stderr(predicate::str::contains("quarry-azure-emulator"))
+        .stderr(predicate::str::contains(format!(
+            "not found in {}",
+            empty.display()
+        )));
+}
+
+#[test]
+fn a_bin_dir_that_does_not_exist_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let absent = tmp.path().join("nonexistent");
+    dev_in(tmp.path(), &absent)
+        .args(["dev", "--once", "--dir"])
+        .arg(tmp.path().join("run"))
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(format!(
+            "quarry-azure-emulator: not found in {} (the directory QUARRY_BIN_DIR names)",
+            absent.display()
+        )));
 }
 
 #[test]
