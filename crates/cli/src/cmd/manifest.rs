@@ -16,9 +16,10 @@ use clap::{Args, Subcommand};
 use quarry_common::limits::{MAX_BODY_BYTES, MAX_ENV_FILE_BYTES};
 use quarry_common::{EnvFile, ExitCode};
 use quarry_manifest::template::dry_run_manifest;
-use quarry_manifest::{DecodeError, EmptyEnvironment, Environment, ManifestDocument};
+use quarry_manifest::{DecodeError, EmptyEnvironment, Environment, ManifestDocument, WarningKind};
+use serde_json::{Value, json};
 
-use crate::output::count;
+use crate::output::{OutputFormat, count};
 
 /// The `manifest` command group.
 #[derive(Debug, Subcommand)]
@@ -40,42 +41,152 @@ pub struct CheckArgs {
 }
 
 /// Runs a `manifest` command.
-pub fn run(command: ManifestCommand, out: &mut dyn Write, err: &mut dyn Write) -> ExitCode {
+pub fn run(
+    command: ManifestCommand,
+    format: OutputFormat,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> ExitCode {
     match command {
-        ManifestCommand::Check(args) => check(&args, out, err),
+        ManifestCommand::Check(args) => check(&args, format, out, err),
     }
 }
 
-fn check(args: &CheckArgs, out: &mut dyn Write, err: &mut dyn Write) -> ExitCode {
-    let bytes = match read_limited(&args.file, MAX_BODY_BYTES) {
-        Ok(bytes) => bytes,
-        Err(message) => return fail(err, ExitCode::Unreadable, &message),
+/// One finding of `check`: where, which rule or kind, and what.
+#[derive(Debug)]
+struct Finding {
+    path: String,
+    code: &'static str,
+    message: String,
+}
+
+impl Finding {
+    fn message_with_path(&self) -> String {
+        if self.path.is_empty() {
+            return self.message.clone();
+        }
+        format!("{}: {}", self.path, self.message)
+    }
+
+    fn json(&self) -> Value {
+        json!({ "path": self.path, "code": self.code, "message": self.message })
+    }
+}
+
+/// Everything `check` found in a manifest that decoded far enough to be judged.
+#[derive(Debug, Default)]
+struct Findings {
+    warnings: Vec<Finding>,
+    /// Each printed as `error: <text>`; `Finding` for the JSON form.
+    violations: Vec<(String, Finding)>,
+    fingerprint: Option<String>,
+}
+
+fn warning_code(kind: &WarningKind) -> &'static str {
+    match kind {
+        WarningKind::UnknownKey => "unknown-key",
+        WarningKind::IgnoredField(_) => "ignored-field",
+        WarningKind::DebugPackage(_) => "debug-package",
+        _ => "warning",
+    }
+}
+
+fn check(
+    args: &CheckArgs,
+    format: OutputFormat,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> ExitCode {
+    let findings = match findings(args) {
+        Ok(findings) => findings,
+        Err((code, message)) => return fail(format, err, code, &message),
     };
+    let valid = findings.violations.is_empty();
+
+    match format {
+        OutputFormat::Text => {
+            for warning in &findings.warnings {
+                let _ = writeln!(out, "warning: {}", warning.message_with_path());
+            }
+            for (text, _) in &findings.violations {
+                let _ = writeln!(out, "error: {text}");
+            }
+            if let Some(fingerprint) = findings.fingerprint.as_ref().filter(|_| valid) {
+                let _ = writeln!(
+                    out,
+                    "ok: {} is valid, fingerprint {fingerprint}",
+                    args.file.display()
+                );
+            }
+        }
+        OutputFormat::Json => {
+            let document = json!({
+                "file": args.file.display().to_string(),
+                "valid": valid,
+                "fingerprint": findings.fingerprint.filter(|_| valid),
+                "warnings": findings.warnings.iter().map(Finding::json).collect::<Vec<_>>(),
+                "violations": findings
+                    .violations
+                    .iter()
+                    .map(|(_, f)| f.json())
+                    .collect::<Vec<_>>(),
+            });
+            let _ = writeln!(out, "{document}");
+        }
+    }
+    if valid {
+        return ExitCode::Ok;
+    }
+    let summary = format!(
+        "{}: invalid manifest ({})",
+        args.file.display(),
+        count(findings.violations.len() as u64, "problem", "problems")
+    );
+    match format {
+        OutputFormat::Text => {
+            let _ = writeln!(err, "{summary}");
+        }
+        OutputFormat::Json => {
+            let v = json!({ "error": summary, "exitCode": ExitCode::Invalid.code() });
+            let _ = writeln!(err, "{v}");
+        }
+    }
+    ExitCode::Invalid
+}
+
+/// Reads, decodes and checks the manifest; an input that cannot be read is `Err` with its exit
+/// code and message.
+fn findings(args: &CheckArgs) -> Result<Findings, (ExitCode, String)> {
+    let bytes = read_limited(&args.file, MAX_BODY_BYTES).map_err(|m| (ExitCode::Unreadable, m))?;
     let env: Box<dyn Environment> = match &args.env_file {
         None => Box::new(EmptyEnvironment),
-        Some(path) => match read_env_file(path) {
-            Ok(env) => Box::new(env),
-            Err(message) => return fail(err, ExitCode::Unreadable, &message),
-        },
+        Some(path) => Box::new(read_env_file(path).map_err(|m| (ExitCode::Unreadable, m))?),
     };
 
     let document = match ManifestDocument::from_file_bytes(&bytes) {
         Ok(document) => document,
         Err(DecodeError::Invalid(errors)) => {
-            for e in &errors {
-                let _ = writeln!(out, "error: {e}");
-            }
-            let _ = writeln!(
-                err,
-                "{}: invalid manifest ({})",
-                args.file.display(),
-                count(errors.len() as u64, "problem", "problems")
-            );
-            return ExitCode::Invalid;
+            let violations = errors
+                .iter()
+                .map(|e| {
+                    let finding = Finding {
+                        path: e.path.to_string(),
+                        code: "decode",
+                        message: e.message.clone(),
+                    };
+                    (e.to_string(), finding)
+                })
+                .collect();
+            return Ok(Findings {
+                violations,
+                ..Findings::default()
+            });
         }
         Err(e) => {
-            let message = format!("{}: {e}", args.file.display());
-            return fail(err, ExitCode::Unreadable, &message);
+            return Err((
+                ExitCode::Unreadable,
+                format!("{}: {e}", args.file.display()),
+            ));
         }
     };
     let report = quarry_manifest::check(document.manifest(), env.as_ref());
@@ -92,36 +203,53 @@ fn check(args: &CheckArgs, out: &mut dyn Write, err: &mut dyn Write) -> ExitCode
         Vec::new()
     };
 
-    for warning in document.warnings().iter().chain(&report.warnings) {
-        let _ = writeln!(out, "warning: {warning}");
-    }
-    for violation in &report.violations {
-        let _ = writeln!(out, "error: {violation}");
-    }
-    for problem in &template_problems {
-        let _ = writeln!(out, "error: {problem}");
-    }
-    let problems = report.violations.len() + template_problems.len();
-    if problems > 0 {
-        let _ = writeln!(
-            err,
-            "{}: invalid manifest ({})",
-            args.file.display(),
-            count(problems as u64, "problem", "problems")
-        );
-        return ExitCode::Invalid;
-    }
-    let _ = writeln!(
-        out,
-        "ok: {} is valid, fingerprint {}",
-        args.file.display(),
-        document.fingerprint()
-    );
-    ExitCode::Ok
+    let warnings = document
+        .warnings()
+        .iter()
+        .chain(&report.warnings)
+        .map(|w| Finding {
+            path: w.path.to_string(),
+            code: warning_code(&w.kind),
+            message: w.kind.to_string(),
+        })
+        .collect();
+    let violations = report
+        .violations
+        .iter()
+        .map(|v| {
+            let finding = Finding {
+                path: v.path.to_string(),
+                code: v.error.rule(),
+                message: v.error.to_string(),
+            };
+            (v.to_string(), finding)
+        })
+        .chain(template_problems.iter().map(|p| {
+            let finding = Finding {
+                path: p.path.to_string(),
+                code: "template",
+                message: p.cause.to_string(),
+            };
+            (p.to_string(), finding)
+        }))
+        .collect();
+    Ok(Findings {
+        warnings,
+        violations,
+        fingerprint: Some(document.fingerprint().to_string()),
+    })
 }
 
-fn fail(err: &mut dyn Write, code: ExitCode, message: &str) -> ExitCode {
-    let _ = writeln!(err, "error: {message}");
+fn fail(format: OutputFormat, err: &mut dyn Write, code: ExitCode, message: &str) -> ExitCode {
+    match format {
+        OutputFormat::Text => {
+            let _ = writeln!(err, "error: {message}");
+        }
+        OutputFormat::Json => {
+            let v = json!({ "error": message, "exitCode": code.code() });
+            let _ = writeln!(err, "{v}");
+        }
+    }
     code
 }
 
@@ -164,7 +292,7 @@ mod tests {
             env_file: None,
         };
         let (mut out, mut err) = (Vec::new(), Vec::new());
-        let code = check(&args, &mut out, &mut err);
+        let code = check(&args, OutputFormat::Text, &mut out, &mut err);
         (code, String::from_utf8(out).expect("utf-8 output"))
     }
 

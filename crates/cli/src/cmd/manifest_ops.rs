@@ -178,7 +178,7 @@ pub fn run(
     err: &mut dyn Write,
 ) -> ExitCode {
     if let ManifestGroup::Check(args) = command {
-        return super::manifest::run(ManifestCommand::Check(args), out, err);
+        return super::manifest::run(ManifestCommand::Check(args), format, out, err);
     }
     let result = {
         let mut o = Out { format, out, err };

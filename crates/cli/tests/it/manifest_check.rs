@@ -216,3 +216,69 @@ fn one_problem_is_counted_in_the_singular() {
         .code(1)
         .stderr(contains("invalid manifest (1 problem)"));
 }
+
+#[test]
+fn json_output_is_one_object_with_violations_and_warnings() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.json");
+    std::fs::write(
+        &path,
+        r#"{"Packages":{"p":{"Debug":true}},"Marbles":{"m":{"Package":"absent"}},"Extra":1}"#,
+    )
+    .unwrap();
+    let output = quarry()
+        .args(["--output", "json", "manifest", "check"])
+        .arg(&path)
+        .assert()
+        .code(1)
+        .get_output()
+        .clone();
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["valid"], false, "{report}");
+    let violations = report["violations"].as_array().unwrap();
+    assert_eq!(violations.len(), 1, "{report}");
+    assert_eq!(violations[0]["path"], r#"Marbles["m"].Package"#, "{report}");
+    assert_eq!(violations[0]["code"], "C3", "{report}");
+    assert!(
+        violations[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("absent")
+    );
+    let warnings = report["warnings"].as_array().unwrap();
+    assert_eq!(warnings[0]["path"], "Extra", "{report}");
+    assert_eq!(warnings[0]["code"], "unknown-key", "{report}");
+    let error: serde_json::Value = serde_json::from_slice(&output.stderr).unwrap();
+    assert_eq!(error["exitCode"], 1);
+
+    // A valid manifest: valid, its fingerprint, no findings; the option may come last.
+    let valid = data("marblerun-style.json");
+    let output = quarry()
+        .args(["manifest", "check"])
+        .arg(&valid)
+        .args(["--output", "json"])
+        .assert()
+        .code(0)
+        .get_output()
+        .stdout
+        .clone();
+    let report: serde_json::Value = serde_json::from_slice(&output).unwrap();
+    assert_eq!(report["valid"], true, "{report}");
+    assert_eq!(
+        report["fingerprint"],
+        quarry_manifest::fingerprint(&std::fs::read(&valid).unwrap()),
+    );
+    assert_eq!(report["violations"], serde_json::json!([]));
+
+    // An unreadable file is an error object on standard error, exit 3.
+    let output = quarry()
+        .args(["--output", "json", "manifest", "check"])
+        .arg(dir.path().join("absent.json"))
+        .assert()
+        .code(3)
+        .get_output()
+        .clone();
+    assert!(output.stdout.is_empty());
+    let error: serde_json::Value = serde_json::from_slice(&output.stderr).unwrap();
+    assert_eq!(error["exitCode"], 3);
+}
