@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::failure::{Failure, Result};
-use crate::tls::{self, ClientIdentity, CoordinatorVerifier, Presented};
+use crate::tls::{self, AuthRequested, ClientIdentity, CoordinatorVerifier, Presented};
 
 /// The Client API port MarbleRun's Coordinator uses when an address has none.
 pub const DEFAULT_PORT: u16 = 4433;
@@ -90,6 +90,8 @@ pub struct Client {
     address: Address,
     presented: Presented,
     pinned: Option<Vec<u8>>,
+    requested: AuthRequested,
+    has_identity: bool,
 }
 
 impl Client {
@@ -102,6 +104,18 @@ impl Client {
         let presented = Presented::default();
         let verifier = CoordinatorVerifier::pinned(root_der.clone(), presented.clone());
         Self::build(address, verifier, identity, presented, Some(root_der))
+    }
+
+    /// A client for `GET /api/v2/status` alone: it accepts any certificate, so that the status
+    /// of a Coordinator that presents another certificate than the pinned `root_der` (one in
+    /// recovery mode, or waiting for a key release, serves a temporary one) can still be read.
+    /// Whether the pin held is [`Client::pin_mismatch`]; when it did not, nothing the connection
+    /// returned may be trusted, and nothing but the status (which carries no secret) may be
+    /// sent over it.
+    pub fn status_probe(address: &Address, root_der: Vec<u8>) -> Result<Self> {
+        let presented = Presented::default();
+        let verifier = CoordinatorVerifier::unverified(presented.clone());
+        Self::build(address, verifier, None, presented, Some(root_der))
     }
 
     /// A client that accepts any certificate and records it (quote fetch, `--insecure`).
@@ -118,7 +132,9 @@ impl Client {
         presented: Presented,
         pinned: Option<Vec<u8>>,
     ) -> Result<Self> {
-        let config = tls::client_config(verifier, identity)
+        let requested = AuthRequested::default();
+        let has_identity = identity.is_some();
+        let config = tls::client_config(verifier, identity, requested.clone())
             .map_err(|e| Failure::invalid(format!("tls client configuration: {e}")))?;
         let http = reqwest::Client::builder()
             .tls_backend_preconfigured(config)
@@ -131,6 +147,8 @@ impl Client {
             address: address.clone(),
             presented,
             pinned,
+            requested,
+            has_identity,
         })
     }
 
@@ -175,9 +193,15 @@ impl Client {
             .await
             .map_err(|e| self.transport_failure(&e))?;
         let not_coordinator = || {
+            // Only the Coordinator's APIs of these ask for a client certificate.
+            let hint = if self.requested.get() {
+                format!(" ({})", self.marble_api_hint())
+            } else {
+                String::new()
+            };
             Failure::connection(format!(
                 "{} is not a Quarry or MarbleRun Client API: {method} {path} answered {status} \
-                 without a JSend body",
+                 without a JSend body{hint}",
                 self.address
             ))
         };
@@ -197,17 +221,41 @@ impl Client {
         )))
     }
 
+    /// The failure to report when a certificate other than the pinned root was presented:
+    /// exit 5 with both fingerprints.
+    pub fn pin_mismatch(&self) -> Option<Failure> {
+        let (pinned, presented) = (self.pinned.as_ref()?, self.presented.get()?);
+        if &presented == pinned {
+            return None;
+        }
+        Some(Failure::identity(format!(
+            "the coordinator at {} presented certificate sha256:{}, not the pinned root \
+             sha256:{}",
+            self.address,
+            sha256_hex(&presented),
+            sha256_hex(pinned)
+        )))
+    }
+
+    /// Whether the server asked for a client certificate in a handshake.
+    pub fn client_auth_requested(&self) -> bool {
+        self.requested.get()
+    }
+
+    /// The hint for an address that looks like the Marble API rather than the Client API.
+    pub fn marble_api_hint(&self) -> String {
+        format!(
+            "is {} the Marble API? the Client API is usually on port {DEFAULT_PORT}",
+            self.address
+        )
+    }
+
     fn transport_failure(&self, e: &reqwest::Error) -> Failure {
-        if let (Some(pinned), Some(presented)) = (&self.pinned, self.presented.get())
-            && &presented != pinned
-        {
+        if let Some(mismatch) = self.pin_mismatch() {
             return Failure::identity(format!(
-                "the coordinator at {} presented certificate sha256:{}, not the pinned root \
-                     sha256:{}; it was reinstalled, recovered with a new manifest, or is not the \
-                     same coordinator (verify it again, see --trust-new-coordinator)",
-                self.address,
-                sha256_hex(&presented),
-                sha256_hex(pinned)
+                "{}; it was reinstalled, recovered with a new manifest, or is not the same \
+                 coordinator (verify it again, see --trust-new-coordinator)",
+                mismatch.message
             ));
         }
         let what = if e.is_timeout() {
@@ -215,8 +263,15 @@ impl Client {
         } else {
             "failed"
         };
+        // The Client API asks for a client certificate but does without one; the Marble API
+        // insists, so a failure after such a request, made without one, points there.
+        let hint = if self.requested.get() && !self.has_identity {
+            format!(" ({})", self.marble_api_hint())
+        } else {
+            String::new()
+        };
         Failure::connection(format!(
-            "connection to {} {what}: {}",
+            "connection to {} {what}: {}{hint}",
             self.address,
             chain(e)
         ))

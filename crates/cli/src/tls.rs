@@ -11,12 +11,20 @@
 //! caller can compare it with the certificate the quote binds, and also verifies the handshake
 //! signature. Both verifiers record what the server presented, so that a pin mismatch can be
 //! reported with both fingerprints.
+//!
+//! Every configuration also records whether the server asked for a client certificate
+//! ([`AuthRequested`]): the Client API asks but does without one, the Marble API insists, so a
+//! connection that failed after such a request, made without a certificate, is a hint that the
+//! address is the Marble API.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use rustls::client::ResolvesClientCert;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::sign::CertifiedKey;
 use rustls::{DigitallySignedStruct, SignatureScheme};
 
 /// The crypto provider of every connection (aws-lc-rs).
@@ -153,19 +161,56 @@ impl std::fmt::Debug for ClientIdentity {
     }
 }
 
-/// A rustls client configuration with `verifier` and, optionally, a client certificate.
+/// Whether the server asked for a client certificate in a handshake, shared with the
+/// configuration's certificate resolver.
+#[derive(Debug, Clone, Default)]
+pub struct AuthRequested(Arc<AtomicBool>);
+
+impl AuthRequested {
+    /// Whether a server asked for a client certificate.
+    pub fn get(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Offers the user's certificate, if any, and records that the server asked for one.
+#[derive(Debug)]
+struct RecordingResolver {
+    key: Option<Arc<CertifiedKey>>,
+    requested: AuthRequested,
+}
+
+impl ResolvesClientCert for RecordingResolver {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        self.requested.0.store(true, Ordering::Relaxed);
+        self.key.clone()
+    }
+
+    fn has_certs(&self) -> bool {
+        self.key.is_some()
+    }
+}
+
+/// A rustls client configuration with `verifier` and, optionally, a client certificate;
+/// `requested` learns whether the server asked for one.
 pub fn client_config(
     verifier: CoordinatorVerifier,
     identity: Option<ClientIdentity>,
+    requested: AuthRequested,
 ) -> Result<rustls::ClientConfig, rustls::Error> {
-    let builder = rustls::ClientConfig::builder_with_provider(provider())
+    let provider = provider();
+    let key = identity
+        .map(|id| CertifiedKey::from_der(id.chain, id.key, &provider).map(Arc::new))
+        .transpose()?;
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier));
-    let mut config = match identity {
-        Some(id) => builder.with_client_auth_cert(id.chain, id.key)?,
-        None => builder.with_no_client_auth(),
-    };
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_client_cert_resolver(Arc::new(RecordingResolver { key, requested }));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
 }

@@ -420,3 +420,55 @@ fn yaml_manifest_is_uploaded_as_compact_sorted_json_and_json_output_parses() {
     assert_eq!(got["manifestFingerprint"], expected);
     assert_eq!(got["manifest"]["Packages"]["backend"]["ProductID"], 3);
 }
+
+#[test]
+fn status_names_recovery_mode_behind_a_changed_certificate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut c = start(&dir.join("coordinator"));
+    let user = rcgen::generate_simple_self_signed(vec!["alice".into()]).unwrap();
+    let (_, recovery_public, _) = rsa_key(dir, "alice-recovery");
+    let m = file(dir, "m.json", manifest(&user.cert.pem(), &recovery_public));
+    run(dir, &c, &["manifest", "set", m.to_str().unwrap()]).code(0);
+
+    c.stop();
+    std::fs::remove_file(c.seal_dir().join("sealed_key")).unwrap();
+    c.restart().unwrap();
+    run(dir, &c, &["status"])
+        .code(5)
+        .stderr(contains("not the pinned root"))
+        .stderr(contains("recovery mode (state 1)"))
+        .stderr(contains("do not use --trust-new-coordinator"));
+}
+
+#[test]
+fn status_of_the_marble_api_hints_at_the_client_api() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut c = start(&dir.join("coordinator"));
+    let marble_api = c.service().addr("marble_api").to_string();
+    let hint = format!("is {marble_api} the Marble API? the Client API is usually on port 4433");
+
+    // Nothing pinned: the quote request fails when the server insists on a client certificate.
+    quarry_in(dir)
+        .args([
+            "status",
+            &marble_api,
+            "--insecure-simulation",
+            "--coordinator-cert",
+        ])
+        .arg(dir.join("fresh/coordinator-cert.pem"))
+        .assert()
+        .code(4)
+        .stderr(contains(hint.as_str()));
+
+    // Pinned: the Marble root is not the pinned root, and the status says where it came from.
+    run(dir, &c, &["certificate", "root", "-o", "-"]).code(0);
+    quarry_in(dir)
+        .args(["status", &marble_api, "--coordinator-cert"])
+        .arg(dir.join("pin/coordinator-cert.pem"))
+        .assert()
+        .code(5)
+        .stderr(contains("not the pinned root"))
+        .stderr(contains(hint.as_str()));
+}
