@@ -483,6 +483,22 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
+/// `der` (a PKIX public key) as PEM, for tests that write recovery keys into manifests.
+#[cfg(test)]
+pub(crate) fn public_key_pem(der: &[u8]) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let lines: Vec<&str> = b64
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).unwrap_or_default())
+        .collect();
+    format!(
+        "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+        lines.join("\n")
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use quarry_enclave::quote::Quote;

@@ -350,7 +350,6 @@ mod tests {
     use aws_lc_rs::encoding::AsDer;
     use aws_lc_rs::rsa::{KeyPair, KeySize};
     use aws_lc_rs::signature::{KeyPair as _, RSA_PKCS1_SHA256};
-    use base64::Engine;
 
     struct Holder {
         key: KeyPair,
@@ -360,16 +359,7 @@ mod tests {
     fn holder() -> Holder {
         let key = KeyPair::generate(KeySize::Rsa2048).unwrap();
         let der = key.public_key().as_der().unwrap();
-        let b64 = base64::engine::general_purpose::STANDARD.encode(der.as_ref());
-        let lines: Vec<&str> = b64
-            .as_bytes()
-            .chunks(64)
-            .map(|c| std::str::from_utf8(c).unwrap())
-            .collect();
-        let pem = format!(
-            "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
-            lines.join("\n")
-        );
+        let pem = crate::core::public_key_pem(der.as_ref());
         Holder { key, pem }
     }
 

@@ -1006,24 +1006,13 @@ mod tests {
 
     #[test]
     fn new_recovery_keys_get_a_new_data_key() {
-        use base64::Engine as _;
         use quarry_pki::recovery::EphemeralRecoveryKey;
 
         let dir = tempfile::tempdir().unwrap();
         let user = rcgen::generate_simple_self_signed(vec!["updater".into()]).unwrap();
         let holder = |_| {
             let key = EphemeralRecoveryKey::generate().unwrap();
-            let b64 =
-                base64::engine::general_purpose::STANDARD.encode(key.public_key_der().unwrap());
-            let lines: Vec<&str> = b64
-                .as_bytes()
-                .chunks(64)
-                .map(|c| std::str::from_utf8(c).unwrap())
-                .collect();
-            let pem = format!(
-                "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
-                lines.join("\n")
-            );
+            let pem = crate::core::public_key_pem(&key.public_key_der().unwrap());
             (key, pem)
         };
         let (old_holder, old_pem) = holder(());
