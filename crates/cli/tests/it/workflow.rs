@@ -472,3 +472,44 @@ fn status_of_the_marble_api_hints_at_the_client_api() {
         .stderr(contains("not the pinned root"))
         .stderr(contains(hint.as_str()));
 }
+
+#[test]
+fn status_names_the_wait_for_a_key_release_behind_a_changed_certificate() {
+    use quarry_testkit::emulator::{Emulator, SEED_POLICY};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut emulator = Emulator::start(dir).unwrap();
+    emulator.provision(SEED_POLICY).unwrap();
+    let env = emulator.coordinator_env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut c = Coordinator::start_with(dir, &env).unwrap();
+    let addr = c.client_addr().to_string();
+    let pin = dir.join("pin/coordinator-cert.pem");
+    let gated = json!({
+        "Packages": {"backend": {"SignerID": SIGNER, "ProductID": 3, "SecurityVersion": 1}},
+        "Marbles": {"web": {"Package": "backend"}},
+        "Config": {"FeatureGates": ["AzureHSMSealing"]}
+    });
+    let m = file(dir, "gated.json", gated.to_string());
+    quarry_in(dir)
+        .args(["manifest", "set"])
+        .arg(&m)
+        .args([&addr, "--insecure-simulation", "--coordinator-cert"])
+        .arg(&pin)
+        .assert()
+        .code(0);
+
+    // The emulator is down: the restarted Coordinator waits for the key release (state 0) and
+    // serves a temporary certificate meanwhile.
+    emulator.stop();
+    c.restart().unwrap();
+    quarry_in(dir)
+        .args(["status", &c.client_addr().to_string(), "--coordinator-cert"])
+        .arg(&pin)
+        .assert()
+        .code(5)
+        .stderr(contains("not the pinned root"))
+        .stderr(contains("waits for an HSM key release (state 0)"))
+        .stderr(contains("do not use --trust-new-coordinator"));
+}
