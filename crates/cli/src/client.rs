@@ -139,6 +139,9 @@ impl Client {
         let http = reqwest::Client::builder()
             .tls_backend_preconfigured(config)
             .timeout(REQUEST_TIMEOUT)
+            // The Client API never redirects; following one would reach a server whose
+            // certificate the caller did not see (the status probe compares only the last).
+            .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
             .build()
             .map_err(|e| Failure::invalid(format!("http client: {}", chain(&e))))?;
