@@ -211,14 +211,9 @@ fn describe_webpki(error: &webpki::Error) -> String {
     }
 }
 
-/// The UUID forms Go's `uuid.Parse` reads (canonical, `urn:uuid:`, braces, 32 hex digits); the
-/// nil UUID is no Marble's.
+/// The Marble's UUID as activation reads it; the nil UUID is no Marble's.
 fn parse_uuid(text: &str) -> Option<uuid::Uuid> {
-    let text = match text.get(..9) {
-        Some(prefix) if text.len() == 45 && prefix.eq_ignore_ascii_case("urn:uuid:") => &text[9..],
-        _ => text,
-    };
-    uuid::Uuid::parse_str(text).ok().filter(|u| !u.is_nil())
+    crate::marble::activate::parse_go_uuid(text).filter(|u| !u.is_nil())
 }
 
 impl Core {

@@ -94,7 +94,16 @@ pub fn activations(state: &State, marble_type: &str) -> Result<u64, Refusal> {
 }
 
 /// The UUID as MarbleRun's Go `uuid.Parse` reads it (canonical, `urn:uuid:`, braces, or 32 hex
-/// digits), refusing the nil UUID.
+/// digits); `None` for anything else. The nil UUID is returned; callers refuse it.
+pub(crate) fn parse_go_uuid(text: &str) -> Option<uuid::Uuid> {
+    let text = match text.get(..9) {
+        Some(prefix) if text.len() == 45 && prefix.eq_ignore_ascii_case("urn:uuid:") => &text[9..],
+        _ => text,
+    };
+    uuid::Uuid::parse_str(text).ok()
+}
+
+/// [`parse_go_uuid`], refusing the nil UUID, as the activation's error.
 pub fn parse_uuid(text: &str) -> Result<uuid::Uuid, Refusal> {
     let invalid = |why: &str| {
         Refusal::new(
@@ -102,12 +111,7 @@ pub fn parse_uuid(text: &str) -> Result<uuid::Uuid, Refusal> {
             format!("invalid UUID {text:?}: {why}"),
         )
     };
-    let uuid = if text.len() == 45 && text[..9].eq_ignore_ascii_case("urn:uuid:") {
-        uuid::Uuid::parse_str(&text[9..])
-    } else {
-        uuid::Uuid::parse_str(text)
-    }
-    .map_err(|_| invalid("not a uuid"))?;
+    let uuid = parse_go_uuid(text).ok_or_else(|| invalid("not a uuid"))?;
     if uuid.is_nil() {
         return Err(invalid("the nil UUID is not a marble identity"));
     }
@@ -291,6 +295,14 @@ fn count_activation(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_45_byte_uuid_with_a_character_across_byte_9_is_refused_not_a_panic() {
+        // "urn:uuid" then "é" (2 bytes) straddling byte 9, padded to 45 bytes.
+        let text = format!("urn:uuid\u{e9}{}", "0".repeat(35));
+        assert_eq!(text.len(), 45);
+        assert_eq!(parse_uuid(&text).unwrap_err().code, Code::InvalidArgument);
+    }
 
     #[test]
     fn uuids_in_gos_forms_and_nil_refused() {
