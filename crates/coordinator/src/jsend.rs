@@ -95,6 +95,8 @@ pub enum ApiError {
         status: StatusCode,
         /// What failed; empty for none.
         message: String,
+        /// Data the client must not lose even now (`null` otherwise, as MarbleRun writes it).
+        data: Option<Value>,
     },
 }
 
@@ -122,6 +124,7 @@ impl ApiError {
         Self::Error {
             status,
             message: message.into(),
+            data: None,
         }
     }
 
@@ -162,8 +165,12 @@ impl IntoResponse for ApiError {
                     serde_json::json!({ "status": "fail", "data": data, "message": message });
                 json_response(status, &body)
             }
-            Self::Error { status, message } => {
-                let mut body = serde_json::json!({ "status": "error", "data": null });
+            Self::Error {
+                status,
+                message,
+                data,
+            } => {
+                let mut body = serde_json::json!({ "status": "error", "data": data });
                 if !message.is_empty() {
                     body["message"] = Value::String(message);
                 }

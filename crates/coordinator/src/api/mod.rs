@@ -19,7 +19,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use serde_json::{Map, Value};
 
-use crate::core::{Core, CoreError, error_chain};
+use crate::core::{Core, CoreError, IN_DOUBT, error_chain};
 use crate::jsend::ApiError;
 
 /// The Client API's router over `core`.
@@ -63,6 +63,25 @@ impl From<CoreError> for ApiError {
             }
             CoreError::Unavailable { message } => ApiError::unavailable(message),
             CoreError::NotFound { what } => ApiError::error(StatusCode::NOT_FOUND, what),
+            CoreError::InDoubt {
+                source,
+                recovery_secrets,
+            } => {
+                tracing::error!(error = %error_chain(&source), "commit in doubt");
+                match recovery_secrets {
+                    None => ApiError::internal(IN_DOUBT),
+                    Some(secrets) => ApiError::Error {
+                        status: StatusCode::INTERNAL_SERVER_ERROR,
+                        message: format!(
+                            "{IN_DOUBT}; if it serves the new state, the recovery secrets in data \
+                             are the only ones that recover it: keep them"
+                        ),
+                        data: Some(serde_json::json!({
+                            "RecoverySecrets": v2::manifest::encode_secrets(&secrets.0)
+                        })),
+                    },
+                }
+            }
             internal => {
                 // The cause may describe sealed state; it is logged here, once, and the client
                 // learns only which part failed.

@@ -136,7 +136,8 @@ impl Core {
         tx.set_recovery_data(recovery_data.to_bytes());
         tx.set_seal_mode(seal_mode);
         tx.set_wrap_layers(wrap_layers);
-        tx.commit()?;
+        let issued = &material.recovery_secrets;
+        super::commit_issuing(tx, (!issued.is_empty()).then_some(issued))?;
 
         {
             let mut inner = self.write();

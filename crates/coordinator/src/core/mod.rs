@@ -45,7 +45,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
-pub use error::CoreError;
+pub(crate) use error::commit_issuing;
+pub use error::{CoreError, IN_DOUBT, IssuedSecrets};
 pub use manifest::ManifestInfo;
 pub use recovery::RecoverOutcome;
 pub(crate) use secrets::cert_template;

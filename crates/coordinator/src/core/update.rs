@@ -443,7 +443,7 @@ impl Core {
             );
             tracing::info!(user = ?user.name(), %fingerprint, "full manifest update submitted");
             let (ca, secrets) = self.apply_full_update(&mut tx, current, &update, layers, now)?;
-            tx.commit().map_err(CoreError::from)?;
+            super::commit_issuing(tx, secrets.as_ref())?;
             self.set_ca(ca)?;
             tracing::info!(%fingerprint, "full manifest update applied");
             return Ok(UpdateOutcome {
@@ -579,7 +579,7 @@ impl Core {
             });
         };
         let (ca, secrets) = self.apply_full_update(&mut tx, &current, &update, layers, now)?;
-        tx.commit().map_err(CoreError::from)?;
+        super::commit_issuing(tx, secrets.as_ref())?;
         self.set_ca(ca)?;
         tracing::info!(%fingerprint, "full manifest update applied");
         Ok(UpdateOutcome {

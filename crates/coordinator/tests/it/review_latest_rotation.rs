@@ -328,3 +328,119 @@ fn with_hsm_sealing_the_new_data_key_is_wrapped_by_the_hsm_and_recovers() {
     });
     assert_eq!(manifest_now(&s.c), update);
 }
+
+/// Makes the next commit fail after it replaced `sealed_data`, so its outcome is in doubt:
+/// `sealed_key` is a directory, which the new `sealed_key.tmp` cannot be renamed over.
+fn make_next_commit_in_doubt(seal_dir: &Path) -> PathBuf {
+    let key = seal_dir.join("sealed_key");
+    if key.exists() {
+        std::fs::remove_file(&key).unwrap();
+    }
+    std::fs::create_dir(&key).unwrap();
+    key
+}
+
+/// Checks the answer to a commit in doubt: 500, the restart hint, and (when `holders` is not
+/// empty) the recovery secrets of the new state in `data`, which it returns.
+fn in_doubt(answer: &Answer, holders: &[&str]) -> Map<String, Value> {
+    assert_eq!(answer.status, 500, "{:?}", answer.body);
+    assert_eq!(answer.body["status"], "error", "{:?}", answer.body);
+    assert!(
+        answer.message().contains("restart the Coordinator"),
+        "{:?}",
+        answer.body
+    );
+    if holders.is_empty() {
+        assert_eq!(answer.body["data"], Value::Null, "{:?}", answer.body);
+        return Map::new();
+    }
+    let secrets = answer.body["data"]["RecoverySecrets"]
+        .as_object()
+        .unwrap_or_else(|| panic!("no recovery secrets: {:?}", answer.body))
+        .clone();
+    let mut names: Vec<&str> = secrets.keys().map(String::as_str).collect();
+    names.sort_unstable();
+    assert_eq!(names, holders);
+    secrets
+}
+
+/// After a commit in doubt: stops, clears the blocker, restarts (the new state loads from
+/// `sealed_data` and `sealed_key.tmp`), loses the key and recovers with `secrets`.
+fn restart_lose_and_recover(s: &mut Setup, blocker: &Path, secrets: &Map<String, Value>) {
+    s.c.stop();
+    std::fs::remove_dir(blocker).unwrap();
+    s.c.restart().unwrap();
+    assert_eq!(status(&s.c, &Trust::Insecure), 3);
+    let expected = manifest_now(&s.c);
+    s.c.stop();
+    std::fs::remove_file(s.c.seal_dir().join("sealed_key.tmp")).unwrap();
+    s.c.restart().unwrap();
+    assert_eq!(status(&s.c, &Trust::Insecure), 1);
+    let holders: Vec<String> = secrets.keys().cloned().collect();
+    for (n, holder) in holders.iter().enumerate() {
+        let answer = s.upload("in-doubt", holder, secrets);
+        assert_eq!(
+            answer.data()["remaining"],
+            holders.len() - n - 1,
+            "{:?}",
+            answer.body
+        );
+    }
+    assert_eq!(status(&s.c, &Trust::Insecure), 3);
+    assert_eq!(manifest_now(&s.c), expected);
+}
+
+#[test]
+fn a_first_manifest_whose_commit_is_in_doubt_still_hands_out_its_recovery_secrets() {
+    let tmp = tempfile::tempdir().unwrap();
+    let c = Coordinator::start(tmp.path()).unwrap();
+    let dir = tmp.path().to_path_buf();
+    let mut s = Setup {
+        c,
+        dave: user_cert(&dir, "dave", false),
+        frank: user_cert(&dir, "frank", false),
+        dir,
+        gate: false,
+        keys: Vec::new(),
+        _tmp: tmp,
+    };
+    let manifest = s.manifest(&["a", "b"], 0);
+    let blocker = make_next_commit_in_doubt(&s.c.seal_dir());
+    let body = file(
+        &s.dir,
+        "set.json",
+        json!({ "manifest": crate::tools::b64(&manifest) }).to_string(),
+    );
+    let answer = curl(
+        &Trust::Insecure,
+        "POST",
+        &s.c.url("/api/v2/manifest"),
+        Some(&body),
+        &[],
+    );
+    let secrets = in_doubt(&answer, &["a", "b"]);
+    // Until the restart every further write is refused with the same hint, and no secrets.
+    let again = curl(
+        &Trust::Insecure,
+        "POST",
+        &s.c.url("/api/v2/manifest"),
+        Some(&body),
+        &[],
+    );
+    in_doubt(&again, &[]);
+    restart_lose_and_recover(&mut s, &blocker, &secrets);
+    assert_eq!(manifest_now(&s.c), manifest);
+}
+
+#[test]
+fn a_rotating_update_whose_commit_is_in_doubt_still_hands_out_its_recovery_secrets() {
+    let (mut s, _, _) = start(&["a", "b"], 0);
+    let update = s.manifest(&["a", "c"], 0);
+    let first = s.call(&s.dave, "/api/v2/update", &manifest_body(&update));
+    assert_eq!(first.data()["missingAcknowledgments"], 1);
+    let blocker = make_next_commit_in_doubt(&s.c.seal_dir());
+    let last = s.call(&s.frank, "/api/v2/update-manifest", &manifest_body(&update));
+    let secrets = in_doubt(&last, &["a", "c"]);
+    restart_lose_and_recover(&mut s, &blocker, &secrets);
+    assert_eq!(manifest_now(&s.c), update);
+}
