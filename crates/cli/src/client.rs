@@ -219,9 +219,11 @@ impl Client {
             .get("message")
             .and_then(Value::as_str)
             .unwrap_or("no message");
-        Err(Failure::invalid(format!(
+        let mut failure = Failure::invalid(format!(
             "the coordinator refused {method} {path} ({status}): {message}"
-        )))
+        ));
+        failure.data = envelope.get("data").filter(|d| !d.is_null()).cloned();
+        Err(failure)
     }
 
     /// The failure to report when a certificate other than the pinned root was presented:

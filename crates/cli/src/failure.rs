@@ -14,6 +14,9 @@ pub struct Failure {
     pub code: ExitCode,
     /// One line: what failed, with which value, and the cause.
     pub message: String,
+    /// The `data` of the Coordinator's error answer, when it sent any: what the client must not
+    /// lose although the request failed (the recovery secrets of a write in doubt).
+    pub data: Option<serde_json::Value>,
 }
 
 impl Failure {
@@ -22,6 +25,7 @@ impl Failure {
         Self {
             code,
             message: message.into(),
+            data: None,
         }
     }
 
