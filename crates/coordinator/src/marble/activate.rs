@@ -103,7 +103,8 @@ pub(crate) fn parse_go_uuid(text: &str) -> Option<uuid::Uuid> {
     uuid::Uuid::parse_str(text).ok()
 }
 
-/// [`parse_go_uuid`], refusing the nil UUID, as the activation's error.
+/// The UUID as MarbleRun's Go `uuid.Parse` reads it, refusing the nil UUID, as the activation's
+/// error.
 pub fn parse_uuid(text: &str) -> Result<uuid::Uuid, Refusal> {
     let invalid = |why: &str| {
         Refusal::new(
