@@ -31,22 +31,34 @@ pub fn decode_std_base64(text: &str) -> Result<Vec<u8>, base64::DecodeError> {
 /// DOTLESS I (U+0131) as `I`. A key that Go would take for a member must be taken for it here
 /// too, or a body could carry a member that one reader sees and another does not.
 pub fn json_key_eq(key: &str, name: &str) -> bool {
-    let mut key = key.chars();
+    eq_folded(key, name, |c| match c {
+        '\u{212A}' => 'K',
+        '\u{017F}' => 'S',
+        '\u{0130}' | '\u{0131}' => 'I',
+        c => c.to_ascii_uppercase(),
+    })
+}
+
+/// Go's `strings.EqualFold` of a value with an ASCII `name` (actions, feature gates): ASCII
+/// case, and the KELVIN SIGN and LATIN SMALL LETTER LONG S, whose simple case folding reaches
+/// `K` and `S`. Unlike [`json_key_eq`] it does not take the dotted or dotless i for `I`.
+pub fn equal_fold(value: &str, name: &str) -> bool {
+    eq_folded(value, name, |c| match c {
+        '\u{212A}' => 'K',
+        '\u{017F}' => 'S',
+        c => c.to_ascii_uppercase(),
+    })
+}
+
+/// Whether `text` matches the ASCII `name` letter by letter once `fold` has mapped each of its
+/// letters (the letters of `name` are only upper-cased).
+fn eq_folded(text: &str, name: &str, fold: impl Fn(char) -> char) -> bool {
+    let mut text = text.chars();
     let mut name = name.chars();
     loop {
-        match (key.next(), name.next()) {
+        match (text.next(), name.next()) {
             (None, None) => return true,
-            (Some(k), Some(n)) => {
-                let k = match k {
-                    '\u{212A}' => 'K',
-                    '\u{017F}' => 'S',
-                    '\u{0130}' | '\u{0131}' => 'I',
-                    k => k.to_ascii_uppercase(),
-                };
-                if k != n.to_ascii_uppercase() {
-                    return false;
-                }
-            }
+            (Some(t), Some(n)) if fold(t) == n.to_ascii_uppercase() => {}
             _ => return false,
         }
     }
@@ -68,6 +80,19 @@ mod tests {
         assert!(!json_key_eq("manifests", "manifest"));
         assert!(!json_key_eq("man\u{00ED}fest", "manifest"));
         assert!(!json_key_eq("manife\u{00DF}t", "manifest"));
+    }
+
+    #[test]
+    fn values_fold_as_equal_fold_does() {
+        assert!(equal_fold("packages", "Packages"));
+        assert!(equal_fold("PACKAGES", "Packages"));
+        assert!(equal_fold("\u{212A}ey", "Key"));
+        assert!(equal_fold("\u{017F}ize", "Size"));
+        assert!(!equal_fold("Package", "Packages"));
+        assert!(!equal_fold("Packages", "Package"));
+        assert!(!equal_fold("Pbckages", "Packages"));
+        assert!(!equal_fold("S\u{0130}ze", "Size"));
+        assert!(!equal_fold("S\u{0131}ze", "Size"));
     }
 
     #[test]

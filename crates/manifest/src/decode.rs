@@ -72,32 +72,11 @@ impl fmt::Display for FieldError {
     }
 }
 
-/// Go's `strings.EqualFold` of a value with an (ASCII) name (actions, feature gates): ASCII
-/// case, and the Kelvin sign and long s, which fold into `k` and `s`. Object keys are matched
-/// to field names with [`quarry_common::go::json_key_eq`] instead, as Go's JSON decoder folds
-/// them differently (it also takes the dotted and dotless i for `I`).
-pub(crate) fn go_fold_eq(key: &str, name: &str) -> bool {
-    let mut key = key.chars();
-    let mut name = name.chars();
-    loop {
-        match (key.next(), name.next()) {
-            (None, None) => return true,
-            (Some(k), Some(n)) => {
-                let k = match k {
-                    '\u{212A}' => 'k',
-                    '\u{017F}' => 's',
-                    k => k.to_ascii_lowercase(),
-                };
-                if k != n.to_ascii_lowercase() {
-                    return false;
-                }
-            }
-            _ => return false,
-        }
-    }
-}
-
 pub(crate) use quarry_common::go::decode_std_base64;
+/// Go's `strings.EqualFold` of a value with an (ASCII) name (actions, feature gates). Object
+/// keys are matched to field names with [`quarry_common::go::json_key_eq`] instead, as Go's
+/// JSON decoder folds them differently.
+pub(crate) use quarry_common::go::equal_fold as go_fold_eq;
 
 /// Collects warnings and errors while turning [`Node`]s into model values.
 #[derive(Debug, Default)]
@@ -379,17 +358,6 @@ mod tests {
         let document = crate::ManifestDocument::from_json(raw.as_bytes().to_vec()).unwrap();
         assert_eq!(document.manifest().marbles["m"].max_activations, 2);
         assert_eq!(document.manifest().secrets["k"].size, 128);
-    }
-
-    #[test]
-    fn folds_keys_like_go() {
-        assert!(go_fold_eq("packages", "Packages"));
-        assert!(go_fold_eq("PACKAGES", "Packages"));
-        assert!(go_fold_eq("\u{212A}ey", "Key"));
-        assert!(go_fold_eq("\u{017F}ize", "Size"));
-        assert!(!go_fold_eq("Package", "Packages"));
-        assert!(!go_fold_eq("Packages", "Package"));
-        assert!(!go_fold_eq("Pbckages", "Packages"));
     }
 
     #[test]
