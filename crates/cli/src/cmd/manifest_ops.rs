@@ -445,12 +445,37 @@ async fn read_update(path: &std::path::Path, client: &Client) -> Result<Manifest
     Ok(document)
 }
 
-fn save_recovery(path: &Option<PathBuf>, data: &Value) -> Result<()> {
-    if let (Some(path), Some(secrets)) = (path, field(data, "recoverySecrets")) {
-        let text = json!({ "RecoverySecrets": secrets }).to_string();
+/// Delivers the recovery secrets an update answered with (`recoverySecrets`: the update changed
+/// the recovery keys or threshold, so the state is now shared to new secrets): saved to `-r FILE`,
+/// or, without it, printed in text output as `manifest set` does (JSON output carries them in
+/// its document). They are issued once; dropping them would leave the state unrecoverable.
+/// Returns what to add to the result message.
+fn save_recovery(path: &Option<PathBuf>, data: &Value, out: &mut Out<'_>) -> Result<String> {
+    let Some(secrets) = field(data, "recoverySecrets").filter(|s| !s.is_null()) else {
+        return Ok(String::new());
+    };
+    let count = secrets.as_object().map_or(0, serde_json::Map::len);
+    let text = json!({ "RecoverySecrets": secrets }).to_string();
+    if let Some(path) = path {
         write_file(path, text.as_bytes(), "recovery data")?;
+        return Ok(format!(
+            "; {} saved to {}",
+            crate::output::count(
+                u64::try_from(count).unwrap_or(u64::MAX),
+                "new recovery secret",
+                "new recovery secrets"
+            ),
+            path.display()
+        ));
     }
-    Ok(())
+    if out.format == OutputFormat::Text {
+        out.warn(
+            "the update issued new recovery secrets, printed below; store them safely (or use -r \
+             FILE)",
+        );
+        let _ = writeln!(out.out, "{text}");
+    }
+    Ok(String::new())
 }
 
 fn pending_text(data: &Value) -> String {
@@ -477,8 +502,8 @@ async fn update_apply(args: &UpdateArgs, out: &mut Out<'_>) -> Result<()> {
     let document = read_update(&args.manifest, &client).await?;
     let body = json!({ "manifest": B64.encode(document.raw()) });
     let data = client.post("/api/v2/update", Some(&body)).await?;
-    save_recovery(&args.recoverydata, &data)?;
-    out.result(&pending_text(&data), data.clone());
+    let saved = save_recovery(&args.recoverydata, &data, out)?;
+    out.result(&format!("{}{saved}", pending_text(&data)), data.clone());
     Ok(())
 }
 
@@ -488,11 +513,11 @@ async fn update_acknowledge(args: &UpdateArgs, out: &mut Out<'_>) -> Result<()> 
     let client = pinned_client(&args.conn, &args.address, user, out).await?;
     let body = json!({ "manifest": B64.encode(document.raw()) });
     let data = client.post("/api/v2/update-manifest", Some(&body)).await?;
-    save_recovery(&args.recoverydata, &data)?;
+    let saved = save_recovery(&args.recoverydata, &data, out)?;
     let message = field(&data, "message")
         .and_then(Value::as_str)
         .map_or_else(|| pending_text(&data), str::to_owned);
-    out.result(&message, data.clone());
+    out.result(&format!("{message}{saved}"), data.clone());
     Ok(())
 }
 

@@ -324,6 +324,125 @@ fn multi_party_update_apply_acknowledge_get_and_cancel() {
     .stderr(contains("the coordinator refused POST /api/v2/update (401"));
 }
 
+/// `multi_party_manifest` with `RecoveryKeys` and an `UpdateThreshold`.
+fn recovery_manifest(alice: &str, bob: &str, keys: &[(&str, &str)], threshold: u64) -> Vec<u8> {
+    let mut m: Value = serde_json::from_slice(&multi_party_manifest(alice, bob, 1)).unwrap();
+    m["RecoveryKeys"] = keys
+        .iter()
+        .map(|(n, k)| ((*n).to_owned(), json!(k)))
+        .collect();
+    m["Config"] = json!({ "UpdateThreshold": threshold });
+    serde_json::to_vec(&m).unwrap()
+}
+
+/// The `RecoverySecrets` of the one JSON line of `stdout` that carries them.
+fn printed_recovery_secrets(stdout: &[u8]) -> Value {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find_map(|v| v.get("RecoverySecrets").cloned())
+        .expect("recovery secrets printed")
+}
+
+#[test]
+fn recovery_secrets_issued_by_an_update_are_saved_or_printed_never_dropped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let c = start(&dir.join("coordinator"));
+    let mut auth = Vec::new();
+    let mut pems = Vec::new();
+    for name in ["alice", "bob"] {
+        let user = rcgen::generate_simple_self_signed(vec![name.into()]).unwrap();
+        let cert = file(dir, &format!("{name}.crt"), user.cert.pem());
+        let key = file(
+            dir,
+            &format!("{name}.key"),
+            user.signing_key.serialize_pem(),
+        );
+        pems.push(user.cert.pem());
+        auth.push([
+            "--cert".to_owned(),
+            cert.display().to_string(),
+            "--key".to_owned(),
+            key.display().to_string(),
+        ]);
+    }
+    let as_user = |i: usize| -> Vec<&str> { auth[i].iter().map(String::as_str).collect() };
+    let keys: Vec<String> = (0..4)
+        .map(|i| rsa_key(dir, &format!("recovery-{i}")).1)
+        .collect();
+    let (a, b) = (pems[0].as_str(), pems[1].as_str());
+    let v1 = file(
+        dir,
+        "v1.json",
+        recovery_manifest(a, b, &[("k0", &keys[0])], 0),
+    );
+    // Each update changes the recovery keys, so each answers with new recovery secrets.
+    let v2 = file(
+        dir,
+        "v2.json",
+        recovery_manifest(a, b, &[("k1", &keys[1])], 1),
+    );
+    let v3 = file(
+        dir,
+        "v3.json",
+        recovery_manifest(a, b, &[("k2", &keys[2])], 1),
+    );
+    let v4 = file(
+        dir,
+        "v4.json",
+        recovery_manifest(a, b, &[("k3", &keys[3])], 1),
+    );
+    run(dir, &c, &["manifest", "set", v1.to_str().unwrap()]).code(0);
+
+    // Applied by the acknowledgement that completes it, without -r: printed.
+    run_with(
+        dir,
+        &c,
+        &["manifest", "update", "apply", v2.to_str().unwrap()],
+        &as_user(0),
+    )
+    .code(0)
+    .stdout(contains("update pending"));
+    let ack = run_with(
+        dir,
+        &c,
+        &["manifest", "update", "acknowledge", v2.to_str().unwrap()],
+        &as_user(1),
+    )
+    .code(0)
+    .stderr(contains("new recovery secrets"));
+    let printed = printed_recovery_secrets(&ack.get_output().stdout);
+    assert!(printed["k1"].is_string(), "{printed}");
+
+    // Applied at once by the submitter (threshold 1), without -r: printed.
+    let apply = run_with(
+        dir,
+        &c,
+        &["manifest", "update", "apply", v3.to_str().unwrap()],
+        &as_user(1),
+    )
+    .code(0)
+    .stdout(contains("update applied"));
+    let printed = printed_recovery_secrets(&apply.get_output().stdout);
+    assert!(printed["k2"].is_string(), "{printed}");
+
+    // With -r: saved to the file, and the message says so.
+    let saved = dir.join("recovery-v4.json");
+    let mut args = as_user(0);
+    args.extend(["-r", saved.to_str().unwrap()]);
+    run_with(
+        dir,
+        &c,
+        &["manifest", "update", "apply", v4.to_str().unwrap()],
+        &args,
+    )
+    .code(0)
+    .stdout(contains("1 new recovery secret saved to"));
+    let file: Value = serde_json::from_slice(&std::fs::read(&saved).unwrap()).unwrap();
+    assert!(file["RecoverySecrets"]["k3"].is_string(), "{file}");
+}
+
 #[test]
 fn identity_is_pinned_at_first_use_and_a_change_is_named() {
     let tmp = tempfile::tempdir().unwrap();
