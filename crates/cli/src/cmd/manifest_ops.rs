@@ -331,11 +331,28 @@ async fn update_log(client: &Client) -> Result<Vec<String>> {
         .unwrap_or_default())
 }
 
-/// Replays `SecurityVersion increased` log entries onto the manifest's packages.
+/// The `update` of a log line, if it is a JSON object with one.
+fn log_update(line: &str) -> Option<String> {
+    let entry = serde_json::from_str::<Value>(line).ok()?;
+    entry.get("update")?.as_str().map(str::to_owned)
+}
+
+/// Replays `SecurityVersion increased` log entries onto the manifest's packages: those since
+/// the manifest was set or last replaced by a full update (`Complete Manifest updated`), which
+/// takes every package, security version included, from the new manifest.
 fn apply_log(raw: &[u8], log: &[String]) -> Result<Vec<u8>> {
     let mut manifest: Value = serde_json::from_slice(raw)
         .map_err(|e| Failure::invalid(format!("the coordinator's manifest is not JSON: {e}")))?;
-    for line in log {
+    let since = log
+        .iter()
+        .rposition(|line| {
+            matches!(
+                log_update(line).as_deref(),
+                Some("Complete Manifest updated" | "Initial manifest set")
+            )
+        })
+        .map_or(0, |i| i + 1);
+    for line in &log[since..] {
         let Ok(entry) = serde_json::from_str::<Value>(line) else {
             continue;
         };

@@ -443,6 +443,88 @@ fn recovery_secrets_issued_by_an_update_are_saved_or_printed_never_dropped() {
     assert!(file["RecoverySecrets"]["k3"].is_string(), "{file}");
 }
 
+/// A manifest whose one user `alice` may update both the manifest and `backend`'s security
+/// version; `marbles` names the Marbles of `backend`.
+fn single_updater_manifest(alice: &str, marbles: &[&str]) -> Vec<u8> {
+    let m = json!({
+        "Packages": {"backend": {"SignerID": "1111111111111111111111111111111111111111111111111111111111111111", "ProductID": 3, "SecurityVersion": 1}},
+        "Marbles": marbles.iter().map(|n| ((*n).to_owned(), json!({"Package": "backend"}))).collect::<serde_json::Map<_, _>>(),
+        "Users": {"alice": {"Certificate": alice, "Roles": ["updater", "versions"]}},
+        "Roles": {
+            "updater": {"ResourceType": "Manifest", "Actions": ["UpdateManifest"]},
+            "versions": {"ResourceType": "Packages", "ResourceNames": ["backend"], "Actions": ["UpdateSecurityVersion"]}
+        }
+    });
+    serde_json::to_vec(&m).unwrap()
+}
+
+fn run_update(dir: &Path, c: &Coordinator, args: &[String]) -> assert_cmd::assert::Assert {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    run(dir, c, &args)
+}
+
+#[test]
+fn package_updates_before_a_full_update_are_not_replayed_onto_its_manifest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let c = start(&dir.join("coordinator"));
+    let user = rcgen::generate_simple_self_signed(vec!["alice".into()]).unwrap();
+    let cert = file(dir, "alice.crt", user.cert.pem());
+    let key = file(dir, "alice.key", user.signing_key.serialize_pem());
+    let auth = [
+        "--cert",
+        cert.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+    ];
+    let v1 = file(
+        dir,
+        "v1.json",
+        single_updater_manifest(&user.cert.pem(), &["web"]),
+    );
+    // A full update (applied at once: alice is the only updater) that states version 1 again.
+    let v2 = file(
+        dir,
+        "v2.json",
+        single_updater_manifest(&user.cert.pem(), &["web", "api"]),
+    );
+    let to = |n: u64| json!({"Packages": {"backend": {"SecurityVersion": n}}}).to_string();
+    let (p5, p2, p3) = (
+        file(dir, "p5.json", to(5)),
+        file(dir, "p2.json", to(2)),
+        file(dir, "p3.json", to(3)),
+    );
+    let update = |path: &Path| -> Vec<String> {
+        let mut args: Vec<String> = ["manifest", "update", "apply"].map(String::from).to_vec();
+        args.push(path.display().to_string());
+        args.extend(auth.map(String::from));
+        args
+    };
+    let shown_version = |c: &Coordinator| -> Value {
+        let out = run(dir, c, &["manifest", "get", "-u", "--output", "json"]).code(0);
+        let doc: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+        let m = doc.get("manifest").cloned().unwrap_or(doc);
+        m["Packages"]["backend"]["SecurityVersion"].clone()
+    };
+
+    run(dir, &c, &["manifest", "set", v1.to_str().unwrap()]).code(0);
+    run_update(dir, &c, &update(&p5)).code(0);
+    assert_eq!(shown_version(&c), json!(5));
+    run_update(dir, &c, &update(&v2))
+        .code(0)
+        .stdout(contains("update applied"));
+    // The Coordinator now holds version 1, the full update's.
+    assert_eq!(shown_version(&c), json!(1));
+    run_update(dir, &c, &update(&p2)).code(0);
+    assert_eq!(shown_version(&c), json!(2));
+    // Package updates after the full update still count for the downgrade check.
+    let p1 = file(dir, "p1.json", to(1));
+    run_update(dir, &c, &update(&p1))
+        .code(1)
+        .stderr(contains("security version 1 is lower than the current 2"));
+    run_update(dir, &c, &update(&p3)).code(0);
+}
+
 #[test]
 fn identity_is_pinned_at_first_use_and_a_change_is_named() {
     let tmp = tempfile::tempdir().unwrap();
