@@ -208,7 +208,10 @@ async fn set(args: &SetArgs, out: &mut Out<'_>) -> Result<()> {
     let document = read_manifest(&args.manifest)?;
     let (client, _) = attested_client(&args.conn, &args.address, None, PinMode::Pin, out).await?;
     let body = json!({ "manifest": B64.encode(document.raw()) });
-    let data = client.post("/api/v2/manifest", Some(&body)).await?;
+    let data = client
+        .post("/api/v2/manifest", Some(&body))
+        .await
+        .map_err(|failure| keep_issued_secrets(&args.recoverydata, failure, out))?;
     let secrets = field(&data, "RecoverySecrets")
         .cloned()
         .unwrap_or(json!({}));
@@ -462,6 +465,41 @@ async fn read_update(path: &std::path::Path, client: &Client) -> Result<Manifest
     Ok(document)
 }
 
+/// Keeps the recovery secrets a failed write may still have issued: a write whose outcome the
+/// Coordinator could not confirm answers with them in `data`, because if the state it wrote is
+/// the one a restart finds, they are the only ones that recover it. They are saved like a
+/// success's (or printed, without `-r`), and the failure says where.
+fn keep_issued_secrets(path: &Option<PathBuf>, mut failure: Failure, out: &mut Out<'_>) -> Failure {
+    let Some(secrets) = failure
+        .data
+        .as_ref()
+        .and_then(|data| field(data, "RecoverySecrets"))
+    else {
+        return failure;
+    };
+    let text = json!({ "RecoverySecrets": secrets }).to_string();
+    let saved = path
+        .as_ref()
+        .map(|p| write_file(p, text.as_bytes(), "recovery data").map(|()| p));
+    match saved {
+        Some(Ok(p)) => {
+            failure.message = format!(
+                "{}; the recovery secrets it issued were saved to {}",
+                failure.message,
+                p.display()
+            );
+        }
+        other => {
+            if let Some(Err(not_saved)) = other {
+                out.warn(&not_saved.message);
+            }
+            out.warn("the recovery secrets this write issued are printed below; store them safely");
+            let _ = writeln!(out.out, "{text}");
+        }
+    }
+    failure
+}
+
 /// Delivers the recovery secrets an update answered with (`recoverySecrets`: the update changed
 /// the recovery keys or threshold, so the state is now shared to new secrets): saved to `-r FILE`,
 /// or, without it, printed in text output as `manifest set` does (JSON output carries them in
@@ -518,7 +556,10 @@ async fn update_apply(args: &UpdateArgs, out: &mut Out<'_>) -> Result<()> {
     let client = pinned_client(&args.conn, &args.address, user, out).await?;
     let document = read_update(&args.manifest, &client).await?;
     let body = json!({ "manifest": B64.encode(document.raw()) });
-    let data = client.post("/api/v2/update", Some(&body)).await?;
+    let data = client
+        .post("/api/v2/update", Some(&body))
+        .await
+        .map_err(|failure| keep_issued_secrets(&args.recoverydata, failure, out))?;
     let saved = save_recovery(&args.recoverydata, &data, out)?;
     out.result(&format!("{}{saved}", pending_text(&data)), data.clone());
     Ok(())
@@ -529,7 +570,10 @@ async fn update_acknowledge(args: &UpdateArgs, out: &mut Out<'_>) -> Result<()> 
     let document = read_manifest(&args.manifest)?;
     let client = pinned_client(&args.conn, &args.address, user, out).await?;
     let body = json!({ "manifest": B64.encode(document.raw()) });
-    let data = client.post("/api/v2/update-manifest", Some(&body)).await?;
+    let data = client
+        .post("/api/v2/update-manifest", Some(&body))
+        .await
+        .map_err(|failure| keep_issued_secrets(&args.recoverydata, failure, out))?;
     let saved = save_recovery(&args.recoverydata, &data, out)?;
     let message = field(&data, "message")
         .and_then(Value::as_str)

@@ -714,3 +714,82 @@ fn status_names_the_wait_for_a_key_release_behind_a_changed_certificate() {
         .stderr(contains("waits for an HSM key release (state 0)"))
         .stderr(contains("do not use --trust-new-coordinator"));
 }
+
+/// Makes the Coordinator's next commit fail after it replaced `sealed_data` (its outcome is in
+/// doubt): `sealed_key` becomes a directory the new key cannot be renamed over.
+fn make_next_commit_in_doubt(c: &Coordinator) {
+    let key = c.seal_dir().join("sealed_key");
+    if key.exists() {
+        std::fs::remove_file(&key).unwrap();
+    }
+    std::fs::create_dir(&key).unwrap();
+}
+
+#[test]
+fn recovery_secrets_of_a_write_in_doubt_are_saved_or_printed_never_dropped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let keys: Vec<String> = (0..2)
+        .map(|i| rsa_key(tmp.path(), &format!("recovery-{i}")).1)
+        .collect();
+    let user = rcgen::generate_simple_self_signed(vec!["alice".into()]).unwrap();
+    let pem = user.cert.pem();
+    let bob = rcgen::generate_simple_self_signed(vec!["bob".into()])
+        .unwrap()
+        .cert
+        .pem();
+    let cert = file(tmp.path(), "alice.crt", &pem);
+    let key = file(tmp.path(), "alice.key", user.signing_key.serialize_pem());
+    let auth = [
+        "--cert",
+        cert.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+    ];
+
+    // The first manifest, with -r: the secrets are saved and the error says where.
+    let dir = &tmp.path().join("first");
+    let c = start(&dir.join("coordinator"));
+    let v1 = file(
+        dir,
+        "v1.json",
+        recovery_manifest(&pem, &bob, &[("k0", &keys[0])], 1),
+    );
+    make_next_commit_in_doubt(&c);
+    let saved = dir.join("recovery.json");
+    run_with(
+        dir,
+        &c,
+        &["manifest", "set", v1.to_str().unwrap()],
+        &["-r", saved.to_str().unwrap()],
+    )
+    .code(1)
+    .stderr(contains("restart the Coordinator"))
+    .stderr(contains("the recovery secrets it issued were saved to"));
+    let file_json: Value = serde_json::from_slice(&std::fs::read(&saved).unwrap()).unwrap();
+    assert!(
+        file_json["RecoverySecrets"]["k0"].is_string(),
+        "{file_json}"
+    );
+
+    // An update applied at once, without -r: printed.
+    let dir = &tmp.path().join("update");
+    let c = start(&dir.join("coordinator"));
+    run(dir, &c, &["manifest", "set", v1.to_str().unwrap()]).code(0);
+    let v2 = file(
+        dir,
+        "v2.json",
+        recovery_manifest(&pem, &bob, &[("k1", &keys[1])], 1),
+    );
+    make_next_commit_in_doubt(&c);
+    let apply = run_with(
+        dir,
+        &c,
+        &["manifest", "update", "apply", v2.to_str().unwrap()],
+        &auth,
+    )
+    .code(1)
+    .stderr(contains("restart the Coordinator"))
+    .stderr(contains("store them safely"));
+    let printed = printed_recovery_secrets(&apply.get_output().stdout);
+    assert!(printed["k1"].is_string(), "{printed}");
+}
