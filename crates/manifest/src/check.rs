@@ -2,9 +2,10 @@
 //! (C1–C24 of the reference, numbered there), plus the PEM checks MarbleRun makes later in the
 //! same request (users' certificates, recovery keys).
 //!
-//! Quarry adds rules of its own (`Q1`, `Q2`): names must not contain control characters, since
-//! they end up in logs, file names and error messages, and a package's `ProductID` and
-//! `SecurityVersion` must fit the 16-bit fields of an SGX report. Users' certificates are
+//! Quarry adds rules of its own (`Q1` to `Q3`): names must not contain control characters, since
+//! they end up in logs, file names and error messages, a package's `ProductID` and
+//! `SecurityVersion` must fit the 16-bit fields of an SGX report, and a threshold sharing
+//! (Shamir, one-byte share coordinates) has at most 255 recovery keys. Users' certificates are
 //! compared as DER (C13), not as PEM text.
 //!
 //! Where MarbleRun stops at the first problem (found in map iteration order, so not
@@ -38,7 +39,7 @@ impl fmt::Display for Violation {
 }
 
 /// What a [`Violation`] is; the rule numbers are those of the reference (`C1`..`C24`), `P1` and
-/// `P2` are the PEM checks, `Q1` and `Q2` Quarry's own rules, `U1`..`U5` the package-update
+/// `P2` are the PEM checks, `Q1` to `Q3` Quarry's own rules, `U1`..`U5` the package-update
 /// rules, `S1`..`S6` the secret-upload rules.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -153,6 +154,20 @@ pub enum CheckError {
     /// C24.
     #[error("recovery threshold 1 is not allowed (use 0 or at least 2)")]
     RecoveryThresholdOne,
+    /// Q3.
+    #[error(
+        "recovery threshold {threshold} shares the key among {keys} recovery keys, but a \
+         threshold sharing has at most {max} (use at most {max} keys, or threshold 0 so that \
+         every holder is needed)"
+    )]
+    TooManyThresholdRecoveryKeys {
+        /// The configured threshold.
+        threshold: u64,
+        /// Number of recovery keys.
+        keys: u64,
+        /// [`MAX_THRESHOLD_RECOVERY_KEYS`].
+        max: u64,
+    },
     /// P1.
     #[error("invalid user certificate: {0}")]
     InvalidUserCertificate(String),
@@ -266,6 +281,7 @@ impl CheckError {
             Self::InvalidRecoveryKey(_) => "P2",
             Self::ControlCharacterInName { .. } => "Q1",
             Self::IdentityValueTooLarge { .. } => "Q2",
+            Self::TooManyThresholdRecoveryKeys { .. } => "Q3",
             Self::NoPackagesToUpdate => "U1",
             Self::UpdateUnknownPackage(_) => "U2",
             Self::UnupdatableValue => "U3",
@@ -379,6 +395,10 @@ pub const MAX_SECURITY_VERSION: u64 = 65535;
 
 /// The largest `ProductID` (Q2): an SGX enclave's ISVPRODID is a 16-bit number.
 pub const MAX_PRODUCT_ID: u64 = 65535;
+
+/// The most recovery keys a threshold below their number (Shamir sharing) can serve (Q3): each
+/// share's x-coordinate is one non-zero byte.
+pub const MAX_THRESHOLD_RECOVERY_KEYS: u64 = 255;
 
 /// Applies every check to `manifest`; `env` is the Coordinator's environment (only read when
 /// `AzureHSMSealing` is enabled).
@@ -787,7 +807,7 @@ pub fn manifest_updaters(manifest: &Manifest) -> u64 {
     u64::try_from(count).unwrap_or(u64::MAX)
 }
 
-/// C20 to C24.
+/// C20 to C24 and Q3.
 fn check_config(manifest: &Manifest, env: &dyn Environment, report: &mut Report) {
     let config = &manifest.config;
     let path = DocPath::root().field("Config");
@@ -835,6 +855,19 @@ fn check_config(manifest: &Manifest, env: &dyn Environment, report: &mut Report)
         report.fail(
             path.field("RecoveryThreshold"),
             CheckError::RecoveryThresholdOne,
+        );
+    }
+    if config.recovery_threshold >= 2
+        && config.recovery_threshold < keys
+        && keys > MAX_THRESHOLD_RECOVERY_KEYS
+    {
+        report.fail(
+            path.field("RecoveryThreshold"),
+            CheckError::TooManyThresholdRecoveryKeys {
+                threshold: config.recovery_threshold,
+                keys,
+                max: MAX_THRESHOLD_RECOVERY_KEYS,
+            },
         );
     }
 }

@@ -154,14 +154,16 @@ pub enum RecoveryMode {
 }
 
 impl RecoveryMode {
-    /// The mode for `keys` recovery keys and the manifest's `RecoveryThreshold`.
+    /// The mode for `keys` recovery keys and the manifest's `RecoveryThreshold`. A threshold
+    /// sharing of more than 255 keys is refused here, before anything is generated: Shamir
+    /// shares have one-byte coordinates.
     pub fn for_keys(keys: usize, threshold: u32) -> Result<Self, Error> {
         let t = threshold as usize;
         match (keys, t) {
             (0 | 1, 0) => Ok(Self::SingleParty),
             (_, 0) => Ok(Self::Xor),
             (k, t) if t == k && k >= 2 => Ok(Self::Xor),
-            (k, t) if t >= 2 && t < k => Ok(Self::Shamir { threshold: t }),
+            (k, t) if t >= 2 && t < k && k <= 255 => Ok(Self::Shamir { threshold: t }),
             _ => Err(Error::InvalidRecoveryThreshold { threshold, keys }),
         }
     }
@@ -391,7 +393,12 @@ mod tests {
             RecoveryMode::for_keys(3, 2).unwrap(),
             RecoveryMode::Shamir { threshold: 2 }
         );
-        for (keys, threshold) in [(3, 1), (3, 4), (1, 1), (0, 2), (1, 2)] {
+        assert_eq!(
+            RecoveryMode::for_keys(255, 254).unwrap(),
+            RecoveryMode::Shamir { threshold: 254 }
+        );
+        assert_eq!(RecoveryMode::for_keys(300, 0).unwrap(), RecoveryMode::Xor);
+        for (keys, threshold) in [(3, 1), (3, 4), (1, 1), (0, 2), (1, 2), (256, 2), (256, 255)] {
             assert!(
                 matches!(
                     RecoveryMode::for_keys(keys, threshold),

@@ -307,6 +307,57 @@ fn a_discarded_state_can_be_brought_back_and_recovered() {
 }
 
 #[test]
+fn a_refused_manifest_in_recovery_mode_leaves_the_old_state_in_place() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let lost = lose(dir, 2, 0);
+    let c = &lost.c;
+    let before = sealed_files(&c.seal_dir());
+    let (_, public) = rsa_key(dir, "many");
+    let names: Vec<String> = (0..256).map(|i| format!("k{i}")).collect();
+    let keys: Vec<(&str, &str)> = names
+        .iter()
+        .map(|n| (n.as_str(), public.as_str()))
+        .collect();
+    let mut invalid_key = serde_json::from_slice::<Value>(&manifest(&[], 0)).unwrap();
+    invalid_key["RecoveryKeys"] = json!({"k": "not a key"});
+    // Refused by the checks, by the recovery key parser, and by the recovery threshold: each
+    // before anything is moved aside.
+    for (refused, needle) in [
+        (manifest(&keys, 2), "Config.RecoveryThreshold"),
+        (manifest(&keys[..1], 1), "Config.RecoveryThreshold"),
+        (invalid_key.to_string().into_bytes(), "RecoveryKeys[\"k\"]"),
+        (b"{".to_vec(), "invalid manifest"),
+    ] {
+        let body = file(
+            dir,
+            "refused.json",
+            json!({ "manifest": b64(&refused) }).to_string(),
+        );
+        let answer = curl(
+            &Trust::Insecure,
+            "POST",
+            &c.url("/api/v2/manifest"),
+            Some(&body),
+            &[],
+        );
+        assert_refused(&answer, needle);
+        assert_eq!(status(c, &Trust::Insecure), 1);
+        assert_eq!(sealed_files(&c.seal_dir()), before, "{needle}");
+    }
+    // The holders still recover the old state.
+    assert_eq!(
+        upload(c, dir, &body_of(dir, &lost, 0, "a")).data()["remaining"],
+        1
+    );
+    assert_eq!(
+        upload(c, dir, &body_of(dir, &lost, 1, "b")).data()["remaining"],
+        0
+    );
+    assert_eq!(save_root(c, dir, "after.pem").1, lost.root);
+}
+
+#[test]
 fn a_new_manifest_in_the_middle_of_a_round_ends_the_round() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();

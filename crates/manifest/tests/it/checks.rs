@@ -1,5 +1,5 @@
-//! One passing and one failing case for every check of the reference (C1–C24, P1, P2). Each
-//! failing case asserts the exact set of (path, rule) it expects.
+//! One passing and one failing case for every check of the reference (C1–C24, P1, P2) and of
+//! Quarry's own (Q1–Q3). Each failing case asserts the exact set of (path, rule) it expects.
 
 use serde_json::json;
 
@@ -461,6 +461,28 @@ fn c24_recovery_threshold_one_is_refused() {
     assert_valid(&m);
     m["Config"]["RecoveryThreshold"] = json!(1);
     assert_violations(&m, &[("Config.RecoveryThreshold", "C24")]);
+}
+
+#[test]
+fn q3_a_threshold_sharing_has_at_most_255_recovery_keys() {
+    let keys = |n: usize| -> serde_json::Map<String, serde_json::Value> {
+        (0..n)
+            .map(|i| (format!("k{i}"), json!(recovery_pem())))
+            .collect()
+    };
+    let mut m = base();
+    m["RecoveryKeys"] = json!(keys(255));
+    m["Config"] = json!({"RecoveryThreshold": 2});
+    assert_valid(&m);
+    m["RecoveryKeys"] = json!(keys(256));
+    assert_violations(&m, &[("Config.RecoveryThreshold", "Q3")]);
+    m["Config"]["RecoveryThreshold"] = json!(255);
+    assert_violations(&m, &[("Config.RecoveryThreshold", "Q3")]);
+    // Without a threshold below the number of keys every holder is needed (XOR): no limit.
+    for threshold in [0, 256] {
+        m["Config"]["RecoveryThreshold"] = json!(threshold);
+        assert_valid(&m);
+    }
 }
 
 #[test]
