@@ -2,7 +2,8 @@
 //! MarbleRun's clients and manifests are written against it, so every Quarry decoder of those
 //! inputs accepts exactly what it accepts: padding required, line breaks (`\r`, `\n`) skipped
 //! anywhere, non-zero trailing bits tolerated. Also how that decoder matches object keys to
-//! member names ([`json_key_eq`]).
+//! member names ([`json_key_eq`]), Go's `strings.EqualFold` ([`equal_fold`]), and the PEM
+//! block that Go's `encoding/pem.Decode` finds in a text ([`pem_decode`]).
 
 use base64::Engine as _;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
@@ -64,6 +65,129 @@ fn eq_folded(text: &str, name: &str, fold: impl Fn(char) -> char) -> bool {
     }
 }
 
+/// A PEM block as Go's `encoding/pem.Decode` returns it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PemBlock {
+    /// The type after `-----BEGIN ` (for example `CERTIFICATE`).
+    pub label: String,
+    /// The RFC 1421 headers (`Proc-Type: ...`) in order, keys and values trimmed.
+    pub headers: Vec<(String, String)>,
+    /// The decoded contents.
+    pub contents: Vec<u8>,
+}
+
+impl std::fmt::Debug for PemBlock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The contents may be a private key.
+        f.debug_struct("PemBlock")
+            .field("label", &self.label)
+            .field("headers", &self.headers.len())
+            .field("contents", &format_args!("{} bytes", self.contents.len()))
+            .finish()
+    }
+}
+
+/// The first PEM block in `text` that Go's `pem.Decode` accepts, so that every manifest value
+/// MarbleRun reads as PEM (users' certificates, recovery keys) is read the same here:
+///
+/// - text before the block is skipped; `-----BEGIN ` must start a line;
+/// - header lines (`key: value`) follow the BEGIN line until the first line without a colon,
+///   which is already part of the body, so a blank line may stand anywhere in the body;
+/// - spaces and tabs in the body are removed, line breaks are skipped by the base64 decoder
+///   ([`decode_std_base64`]);
+/// - the END line must name the same type, and nothing but spaces, tabs and `\r` may follow it
+///   on its line;
+/// - a candidate that fails any of this is passed over and the search goes on after it.
+pub fn pem_decode(text: &[u8]) -> Option<PemBlock> {
+    const BEGIN: &[u8] = b"-----BEGIN ";
+    const END: &[u8] = b"-----END ";
+    const DASHES: &[u8] = b"-----";
+    let mut rest = text;
+    loop {
+        // The next BEGIN at the start of a line.
+        let at = if rest.starts_with(BEGIN) {
+            0
+        } else {
+            find(rest, b"\n-----BEGIN ")? + 1
+        };
+        rest = &rest[at + BEGIN.len()..];
+        let (type_line, after) = go_line(rest);
+        rest = after;
+        let Some(label) = type_line.strip_suffix(DASHES) else {
+            continue;
+        };
+        let mut headers = Vec::new();
+        loop {
+            if rest.is_empty() {
+                return None;
+            }
+            let (line, next) = go_line(rest);
+            let Some(colon) = line.iter().position(|&b| b == b':') else {
+                break;
+            };
+            headers.push((
+                String::from_utf8_lossy(line[..colon].trim_ascii()).into_owned(),
+                String::from_utf8_lossy(line[colon + 1..].trim_ascii()).into_owned(),
+            ));
+            rest = next;
+        }
+        // Without headers the END line may follow at once; otherwise it starts a line.
+        let (body_end, trailer) = if headers.is_empty() && rest.starts_with(END) {
+            (0, &rest[END.len()..])
+        } else {
+            match find(rest, b"\n-----END ") {
+                Some(i) => (i, &rest[i + 1 + END.len()..]),
+                None => continue,
+            }
+        };
+        let Some(after_label) = trailer
+            .strip_prefix(label)
+            .and_then(|t| t.strip_prefix(DASHES))
+        else {
+            continue;
+        };
+        if !go_line(after_label).0.is_empty() {
+            continue;
+        }
+        let body: Vec<u8> = rest[..body_end]
+            .iter()
+            .copied()
+            .filter(|b| !matches!(b, b' ' | b'\t'))
+            .collect();
+        let Some(contents) = std::str::from_utf8(&body)
+            .ok()
+            .and_then(|b| decode_std_base64(b).ok())
+        else {
+            continue;
+        };
+        return Some(PemBlock {
+            label: String::from_utf8_lossy(label).into_owned(),
+            headers,
+            contents,
+        });
+    }
+}
+
+/// The first line of `data` without its line break and with trailing spaces, tabs and `\r`
+/// removed, and what follows the line break.
+fn go_line(data: &[u8]) -> (&[u8], &[u8]) {
+    let (line, rest) = match data.iter().position(|&b| b == b'\n') {
+        Some(i) => (&data[..i], &data[i + 1..]),
+        None => (data, &data[data.len()..]),
+    };
+    let trimmed = line
+        .iter()
+        .rposition(|b| !matches!(b, b' ' | b'\t' | b'\r'))
+        .map_or(&line[..0], |last| &line[..=last]);
+    (trimmed, rest)
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack
+        .windows(needle.len())
+        .position(|window| window == needle)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,5 +230,79 @@ mod tests {
         assert!(decode_std_base64("AQ").is_err());
         assert!(decode_std_base64("AA EC").is_err());
         assert!(decode_std_base64("-_8=").is_err());
+    }
+
+    const CERT_BODY: &str = "AAEC\nAwQF";
+
+    fn block(text: &str) -> Option<(String, Vec<u8>)> {
+        pem_decode(text.as_bytes()).map(|b| (b.label, b.contents))
+    }
+
+    #[test]
+    fn pem_blocks_are_found_as_go_finds_them() {
+        let plain = format!("-----BEGIN X-----\n{CERT_BODY}\n-----END X-----\n");
+        let expected = Some(("X".to_owned(), vec![0, 1, 2, 3, 4, 5]));
+        assert_eq!(block(&plain), expected);
+        // Text before, CRLF, trailing blanks, indentation, blank lines inside the body.
+        for text in [
+            format!("some text\n{plain}more"),
+            plain.replace('\n', "\r\n"),
+            plain.replace("-----\n", "-----  \t\n"),
+            "-----BEGIN X-----\n  AAEC\n\tAwQF\n-----END X-----".to_owned(),
+            "-----BEGIN X-----\nAAEC\n\nAwQF\n-----END X-----\n".to_owned(),
+            "-----BEGIN X-----\n\nAAEC\n\n\nAwQF\n\n-----END X-----\n".to_owned(),
+            "-----BEGIN X-----\nAA EC Aw QF\n-----END X-----\n".to_owned(),
+        ] {
+            assert_eq!(block(&text), expected, "{text:?}");
+        }
+        // Headers, with and without the blank line after them.
+        let with_headers = format!(
+            "-----BEGIN X-----\nProc-Type: 4,ENCRYPTED\n DEK-Info : a:b \n\n{CERT_BODY}\n-----END X-----\n"
+        );
+        let parsed = pem_decode(with_headers.as_bytes()).unwrap();
+        assert_eq!(
+            parsed.headers,
+            vec![
+                ("Proc-Type".to_owned(), "4,ENCRYPTED".to_owned()),
+                ("DEK-Info".to_owned(), "a:b".to_owned())
+            ]
+        );
+        assert_eq!(parsed.contents, vec![0, 1, 2, 3, 4, 5]);
+        let unseparated = with_headers.replace("\n\n", "\n");
+        assert_eq!(block(&unseparated), expected);
+        // An empty block.
+        assert_eq!(
+            block("-----BEGIN X-----\n-----END X-----\n"),
+            Some(("X".to_owned(), Vec::new()))
+        );
+    }
+
+    #[test]
+    fn pem_candidates_go_refuses_are_passed_over() {
+        let good = format!("-----BEGIN GOOD-----\n{CERT_BODY}\n-----END GOOD-----\n");
+        for bad in [
+            // Other type at the end, text after the END line, bad base64, no END line,
+            // BEGIN not at the start of a line, type line without its dashes.
+            format!("-----BEGIN X-----\n{CERT_BODY}\n-----END Y-----\n"),
+            format!("-----BEGIN X-----\n{CERT_BODY}\n-----END X----- trailing\n"),
+            "-----BEGIN X-----\nA*EC\n-----END X-----\n".to_owned(),
+            "-----BEGIN X-----\nAQ\n-----END X-----\n".to_owned(),
+            format!("-----BEGIN X-----\n{CERT_BODY}\n"),
+            format!("x -----BEGIN X-----\n{CERT_BODY}\n-----END X-----\n"),
+            format!("-----BEGIN X\n{CERT_BODY}\n-----END X-----\n"),
+        ] {
+            assert_eq!(block(&bad), None, "{bad:?}");
+            let then_good = format!("{bad}{good}");
+            assert_eq!(
+                block(&then_good).map(|(label, _)| label).as_deref(),
+                Some("GOOD"),
+                "{then_good:?}"
+            );
+        }
+        assert_eq!(block(""), None);
+        assert_eq!(block("-----BEGIN X-----"), None);
+        // Debug shows no contents.
+        let parsed = pem_decode(good.as_bytes()).unwrap();
+        assert!(!format!("{parsed:?}").contains("[0, 1"), "{parsed:?}");
     }
 }

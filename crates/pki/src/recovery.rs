@@ -52,21 +52,18 @@ pub struct RecoveryPublicKey {
 }
 
 impl RecoveryPublicKey {
-    /// Parses the PEM `PUBLIC KEY` (PKIX) block of an RSA key; `name` is the key's name in
-    /// `RecoveryKeys`.
+    /// Parses the first PEM block of `pem_text`, found as Go's `pem.Decode` finds it, as a PKIX
+    /// RSA public key; `name` is the key's name in `RecoveryKeys`. As in MarbleRun the block's
+    /// type is not looked at (`PUBLIC KEY` is usual), only its contents, so every key the
+    /// manifest check accepts is read here too.
     pub fn from_pem(name: &str, pem_text: &str) -> Result<Self, Error> {
-        let invalid = |reason: String| Error::InvalidRecoveryKey {
-            name: name.to_owned(),
-            reason,
-        };
-        let block = pem::parse(pem_text).map_err(|e| invalid(format!("not PEM: {e}")))?;
-        if block.tag() != "PUBLIC KEY" {
-            return Err(invalid(format!(
-                "PEM block is {:?}, expected \"PUBLIC KEY\"",
-                block.tag()
-            )));
-        }
-        Self::from_spki_der(name, block.contents())
+        let block = quarry_common::go::pem_decode(pem_text.as_bytes()).ok_or_else(|| {
+            Error::InvalidRecoveryKey {
+                name: name.to_owned(),
+                reason: "not PEM: no well-formed BEGIN/END pair with base64 contents".to_owned(),
+            }
+        })?;
+        Self::from_spki_der(name, &block.contents)
     }
 
     /// Reads a PKIX `SubjectPublicKeyInfo` DER holding an RSA key.
@@ -462,10 +459,28 @@ mod tests {
             .unwrap();
         let err = RecoveryPublicKey::from_spki_der("alice", &ec).unwrap_err();
         assert!(err.to_string().contains("not an RSA key"), "{err}");
-        let pem_text = crate::ca::pem_lf("CERTIFICATE", &ec);
+        let pem_text = crate::ca::pem_lf("PUBLIC KEY", &ec);
         let err = RecoveryPublicKey::from_pem("alice", &pem_text).unwrap_err();
-        assert!(err.to_string().contains("expected \"PUBLIC KEY\""), "{err}");
-        assert!(RecoveryPublicKey::from_pem("alice", "garbage").is_err());
+        assert!(err.to_string().contains("not an RSA key"), "{err}");
+        let err = RecoveryPublicKey::from_pem("alice", "garbage").unwrap_err();
+        assert!(err.to_string().contains("not PEM"), "{err}");
+    }
+
+    #[test]
+    fn reads_pem_as_the_manifest_check_does() {
+        // Any block type, blank lines and indentation in the body, text before the block.
+        let eph = EphemeralRecoveryKey::generate().unwrap();
+        let der = eph.public_key_der().unwrap();
+        let pem_text = crate::ca::pem_lf("RSA PUBLIC KEY", &der);
+        let mut lines: Vec<String> = pem_text.lines().map(|l| format!("  {l}")).collect();
+        lines[0] = lines[0].trim_start().to_owned();
+        let last = lines.len() - 1;
+        lines[last] = lines[last].trim_start().to_owned();
+        lines.insert(2, String::new());
+        let loose = format!("key of alice\n{}\n", lines.join("\n"));
+        let key = RecoveryPublicKey::from_pem("alice", &loose).unwrap();
+        let plain = RecoveryPublicKey::from_spki_der("alice", &der).unwrap();
+        assert_eq!(key.rsa_public_key, plain.rsa_public_key);
     }
 
     #[test]

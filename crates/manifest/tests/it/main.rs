@@ -5,6 +5,7 @@
 mod checks;
 mod decoding;
 mod hsm;
+mod pem_text;
 mod props;
 mod support;
 mod updates;
