@@ -95,20 +95,65 @@ impl From<CoreError> for ApiError {
 /// Reads a request body of at most `limit` bytes: a larger one is `413 fail`; one that does not
 /// arrive (the client stopped sending, or the connection's body deadline passed) is `400 fail`.
 /// A body whose declared length (`Content-Length`) is over the limit is over the limit however
-/// it ends. It is still read up to the limit before the answer: answering at once, with most of
-/// the body unsent, makes HTTP/2 clients such as curl fail on the reset stream instead of
-/// showing the answer.
+/// it ends.
+///
+/// Before a `413` the rest of the body is read and dropped, up to [`DRAIN_LIMIT`] bytes in all:
+/// answering with part of the body unsent makes the server reset the HTTP/2 stream, or close the
+/// HTTP/1.1 connection, and clients such as curl then report that failure instead of the answer.
+/// A body declared larger than that is read only up to `limit`.
 pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    use http_body_util::BodyExt as _;
+
     let declared = http_body::Body::size_hint(&body).lower();
-    let over = usize::try_from(declared).map_or(true, |declared| declared > limit);
-    axum::body::to_bytes(body, limit).await.map_err(|error| {
-        if over {
-            too_large(limit)
-        } else {
-            body_error(&error, limit)
+    let declared = usize::try_from(declared).unwrap_or(usize::MAX);
+    let mut body = body;
+    let mut collected: Vec<u8> = Vec::new();
+    let mut read = 0usize;
+    loop {
+        let frame = match body.frame().await {
+            None => break,
+            Some(Ok(frame)) => frame,
+            Some(Err(error)) => {
+                return Err(if declared > limit || read > limit {
+                    too_large(limit)
+                } else {
+                    body_error(&*error.into_inner(), limit)
+                });
+            }
+        };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        read = read.saturating_add(data.len());
+        if read <= limit {
+            collected.extend_from_slice(&data);
+            continue;
         }
-    })
+        // Over the limit: drop what was read, and drain the rest if it is not too much.
+        drop(std::mem::take(&mut collected));
+        if declared > DRAIN_LIMIT {
+            return Err(too_large(limit));
+        }
+        while read <= DRAIN_LIMIT {
+            match body.frame().await {
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        read = read.saturating_add(data.len());
+                    }
+                }
+                None | Some(Err(_)) => break,
+            }
+        }
+        return Err(too_large(limit));
+    }
+    if declared > limit {
+        return Err(too_large(limit));
+    }
+    Ok(Bytes::from(collected))
 }
+
+/// How much of a body over its limit is read and dropped before the `413` ([`read_body`]).
+pub(crate) const DRAIN_LIMIT: usize = quarry_common::limits::MAX_BODY_BYTES;
 
 fn too_large(limit: usize) -> ApiError {
     ApiError::Fail {

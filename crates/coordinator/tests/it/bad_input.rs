@@ -280,3 +280,41 @@ fn recovery_secrets_that_are_wrong_duplicated_badly_signed_or_too_many() {
     assert_eq!(sealed_files(&c.seal_dir()), after);
     assert_eq!(save_root(&c, dir, "again.pem").1, root);
 }
+
+#[test]
+fn a_body_far_over_the_limit_is_answered_413_over_both_http_versions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let c = Coordinator::start(tmp.path()).unwrap();
+    let before = sealed_files(&c.seal_dir());
+    // Far over the 20 KiB of a recovery upload, with a declared length and chunked; a body over
+    // the 8 MiB of a manifest, chunked. Answering before the rest of a body arrived made curl
+    // fail on the reset stream (HTTP/2) or the closed connection (HTTP/1.1).
+    let big = file(tmp.path(), "big", vec![b' '; 4 << 20]);
+    let bigger = file(
+        tmp.path(),
+        "bigger",
+        vec![b' '; quarry_common::limits::MAX_BODY_BYTES + (256 << 10)],
+    );
+    let chunked = ["-H", "Transfer-Encoding: chunked"];
+    for (path, body, extra) in [
+        ("/api/v2/recover", &big, &["--http2"][..]),
+        ("/api/v2/recover", &big, &["--http1.1"][..]),
+        (
+            "/api/v2/recover",
+            &big,
+            &["--http1.1", chunked[0], chunked[1]][..],
+        ),
+        (
+            "/api/v2/manifest",
+            &bigger,
+            &["--http1.1", chunked[0], chunked[1]][..],
+        ),
+    ] {
+        for _ in 0..3 {
+            let answer = curl(&Trust::Insecure, "POST", &c.url(path), Some(body), extra);
+            assert_fail(&answer, 413, "larger than the limit");
+        }
+    }
+    assert_eq!(status(&c, &Trust::Insecure), 2);
+    assert_eq!(sealed_files(&c.seal_dir()), before);
+}
