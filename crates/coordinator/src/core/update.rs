@@ -333,7 +333,7 @@ impl Core {
             .map(ToString::to_string)
             .collect();
         // An enclave's ISVSVN is 16 bits: a higher version would refuse every enclave of the
-        // package for good, since versions cannot be lowered again.
+        // package until a full update lowers it again (package updates cannot).
         for (name, package) in &update.manifest().packages {
             if let Some(version) = package
                 .security_version
@@ -389,7 +389,7 @@ impl Core {
             tracing::info!(
                 user = ?user.name(),
                 package = ?name,
-                security_version = ?package.security_version,
+                security_version = package.security_version.unwrap_or_default(),
                 "package update applied"
             );
         }
