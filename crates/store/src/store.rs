@@ -416,11 +416,21 @@ impl Store {
     /// key that was moved no longer unseals the state held in memory, so memory and a restart
     /// agree on what the directory holds.
     pub fn discard(&self, at: OffsetDateTime) -> Result<Vec<PathBuf>, StoreError> {
+        let data_key = DataKey::generate().map_err(StoreError::Crypto)?;
+        self.discard_with_key(at, data_key)
+    }
+
+    /// [`Store::discard`] with the new state's data key chosen by the caller, who can then
+    /// prepare everything that depends on it (recovery secrets) before any file is moved.
+    pub fn discard_with_key(
+        &self,
+        at: OffsetDateTime,
+        data_key: DataKey,
+    ) -> Result<Vec<PathBuf>, StoreError> {
         let mut writer = self.lock_writer();
         if !matches!(writer.status, Status::Recovery | Status::Sealed) {
             return Err(StoreError::NotInRecovery);
         }
-        let data_key = DataKey::generate().map_err(StoreError::Crypto)?;
         let stamp = discard_stamp(at);
         let mut moved = Vec::new();
         let result = self.move_aside(&stamp, &mut moved);

@@ -4,8 +4,9 @@
 //! Setting it: decode, check (every rule, with paths), parse the recovery keys, run the
 //! template dry run, generate the shared secrets and the recovery secrets of the store's data
 //! key, sign the raw bytes with the root key, then write everything in one commit together with
-//! the update log's first line. In recovery mode the old sealed files are moved aside first
-//! (never overwritten). Nothing changes unless every step before the commit succeeded.
+//! the update log's first line. In recovery mode the new state gets a new data key and the old
+//! sealed files are moved aside (never overwritten) once everything else is ready, just before
+//! the commit. Nothing changes unless every step before the commit succeeded.
 
 use std::collections::BTreeMap;
 
@@ -81,20 +82,17 @@ impl Core {
             .clone()
             .ok_or_else(|| CoreError::Internal("no root secret before the manifest".into()))?;
 
-        if state == CoordinatorState::Recovery {
-            let moved = self.store().discard(now)?;
-            let moved: Vec<String> = moved.iter().map(|p| p.display().to_string()).collect();
-            tracing::warn!(
-                ?moved,
-                "new manifest in recovery mode: old sealed state moved aside"
-            );
-            self.write().state = CoordinatorState::AcceptingManifest;
-            self.recovery_session().reset_all();
-        }
-        let data_key = self
-            .store()
-            .data_key()
-            .ok_or_else(|| CoreError::Internal("store has no data key".into()))?;
+        // In recovery mode the new state gets a new data key, and everything that depends on
+        // it is made before the old files are moved aside, so that a failure leaves them.
+        let recovering = state == CoordinatorState::Recovery;
+        let data_key = if recovering {
+            quarry_store::DataKey::generate()
+                .map_err(|e| CoreError::Store(quarry_store::StoreError::Crypto(e)))?
+        } else {
+            self.store()
+                .data_key()
+                .ok_or_else(|| CoreError::Internal("store has no data key".into()))?
+        };
         let material = share_recovery_key(
             &recovery_keys,
             threshold,
@@ -117,6 +115,16 @@ impl Core {
             keys: manifest.recovery_keys.clone(),
         };
 
+        if recovering {
+            let moved = self.store().discard_with_key(now, data_key)?;
+            let moved: Vec<String> = moved.iter().map(|p| p.display().to_string()).collect();
+            tracing::warn!(
+                ?moved,
+                "new manifest in recovery mode: old sealed state moved aside"
+            );
+            self.write().state = CoordinatorState::AcceptingManifest;
+            self.recovery_session().reset_all();
+        }
         let mut tx = self.store().begin();
         keys::put_state_code(&mut tx, CoordinatorState::AcceptingMarbles.code());
         keys::put_ca(&mut tx, &ca)?;

@@ -353,6 +353,33 @@ fn a_recovery_key_is_tried_on_the_loaded_state_without_changing_anything() {
 }
 
 #[test]
+fn a_discard_with_a_chosen_key_seals_the_new_state_under_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let enclave = TestEnclave::standard();
+    let store = open(&dir, &enclave);
+    commit_entries(&store, &generation(2, 1), SealMode::ProductKey).unwrap();
+    drop(store);
+
+    // Recovery secrets of the new state are made from the key before anything is moved.
+    let chosen = DataKey::generate().unwrap();
+    let moved = TestEnclave::new(5, 5);
+    let store = open(&dir, &moved);
+    assert!(store.unseal(&[]).is_err());
+    store
+        .discard_with_key(datetime!(2026-12-04 17:03:00 UTC), chosen.clone())
+        .unwrap();
+    assert_eq!(key_bytes(&store.data_key().unwrap()), key_bytes(&chosen));
+    commit_entries(&store, &generation(3, 2), SealMode::ProductKey).unwrap();
+    drop(store);
+
+    // Elsewhere, the chosen key recovers what was written after the discard.
+    let store = open(&dir, &TestEnclave::new(7, 7));
+    assert!(store.unseal(&[]).is_err());
+    store.recover(chosen).unwrap();
+    assert_eq!(entries(&store.snapshot()), generation(3, 2));
+}
+
+#[test]
 fn discarding_moves_the_old_files_aside() {
     let dir = tempfile::tempdir().unwrap();
     let enclave = TestEnclave::standard();
