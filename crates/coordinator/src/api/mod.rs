@@ -7,7 +7,7 @@
 
 pub mod v1;
 pub mod v2;
-// Users, secrets and updates (issue 11).
+// Users, secrets and updates.
 pub(crate) mod users;
 pub mod v1_updates;
 

@@ -32,7 +32,7 @@ mod manifest;
 mod recovery;
 mod secrets;
 pub mod sign_quote;
-// Users' operations: secrets, manifest updates, the update log (issue 11).
+// Users' operations: secrets, manifest updates, the update log.
 pub mod update;
 
 use std::collections::BTreeMap;

@@ -7,8 +7,8 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
-use crate::review11_updates::Custom;
 use crate::tools::{b64, openssl};
+use crate::update_refusals::Custom;
 
 /// A self-signed certificate and its PKCS#8 private key, both DER, for `newkey` (`openssl req
 /// -newkey` argument) and optional `-pkeyopt`.

@@ -286,7 +286,7 @@ fn package_updates_check_the_permission_first_and_refuse_versions_no_enclave_has
 
 #[test]
 fn full_updates_toggle_sign_quote_and_monotonic_counter_both_ways() {
-    use crate::review11_counters::{marble, previous, set};
+    use crate::counter_names::{marble, previous, set};
     let mut d = Custom::start(|m, _| {
         m["Packages"]["backend"] = json!({
             "SignerID": crate::activation::SIGNER, "ProductID": 3, "SecurityVersion": 2

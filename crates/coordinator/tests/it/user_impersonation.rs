@@ -6,8 +6,8 @@ use serde_json::{Value, json};
 
 use quarry_testkit::coordinator::Coordinator;
 
-use crate::review11_updates::{Custom, raw};
 use crate::tools::{Answer, Trust, curl, file, openssl, sealed_files};
+use crate::update_refusals::{Custom, raw};
 use crate::users::{UserCert, manifest_body, user_cert, users_manifest};
 use crate::workflow::status;
 

@@ -7,8 +7,8 @@ use std::process::{Child, Command, Stdio};
 
 use serde_json::{Value, json};
 
-use crate::review11_updates::{Custom, raw};
 use crate::tools::{Trust, curl, file, unb64};
+use crate::update_refusals::{Custom, raw};
 use crate::users::manifest_body;
 
 /// How many kills each test tries; where each lands depends on scheduling, and every outcome
