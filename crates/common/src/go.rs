@@ -95,33 +95,51 @@ impl std::fmt::Debug for PemBlock {
 ///   which is already part of the body, so a blank line may stand anywhere in the body;
 /// - spaces and tabs in the body are removed, line breaks are skipped by the base64 decoder
 ///   ([`decode_std_base64`]);
-/// - the END line must name the same type, and nothing but spaces, tabs and `\r` may follow it
-///   on its line;
-/// - a candidate that fails any of this is passed over and the search goes on after it.
+/// - the END line must name the same type, and nothing but spaces and tabs may follow it on
+///   its line, and one `\r` just before the line break;
+/// - a candidate that fails any of this is passed over and the search goes on after its
+///   headers.
+///
+/// Lines end as Go's reader ends them: at `\n`, without one `\r` just before it and without
+/// trailing spaces and tabs (a `\r` elsewhere stays part of the line).
+///
+/// The time is linear in the length of `text`, however many candidates fail: candidates that
+/// share an END line share one search for it and one look at the rest of its line, and a body
+/// is only decoded if it holds nothing but base64 letters and blanks, which no later BEGIN line
+/// does, so the bodies decoded do not overlap.
 pub fn pem_decode(text: &[u8]) -> Option<PemBlock> {
     const BEGIN: &[u8] = b"-----BEGIN ";
     const END: &[u8] = b"-----END ";
     const DASHES: &[u8] = b"-----";
-    let mut rest = text;
+    let mut end_lines = NextMatch::new(|at| find(&text[at..], b"\n-----END ").map(|i| at + i));
+    let mut bad_bytes = NextMatch::new(|at| {
+        text[at..]
+            .iter()
+            .position(|&b| !is_base64_or_blank(b))
+            .map(|i| at + i)
+    });
+    let mut end_line_tail: Option<EndLineTail> = None;
+    // `pos` is where the unread rest of `text` starts.
+    let mut pos = 0;
     loop {
         // The next BEGIN at the start of a line.
-        let at = if rest.starts_with(BEGIN) {
-            0
+        let at = if text[pos..].starts_with(BEGIN) {
+            pos
         } else {
-            find(rest, b"\n-----BEGIN ")? + 1
+            pos + find(&text[pos..], b"\n-----BEGIN ")? + 1
         };
-        rest = &rest[at + BEGIN.len()..];
-        let (type_line, after) = go_line(rest);
-        rest = after;
+        pos = at + BEGIN.len();
+        let (type_line, next) = go_line(text, pos);
+        pos = next;
         let Some(label) = type_line.strip_suffix(DASHES) else {
             continue;
         };
         let mut headers = Vec::new();
         loop {
-            if rest.is_empty() {
+            if pos == text.len() {
                 return None;
             }
-            let (line, next) = go_line(rest);
+            let (line, next) = go_line(text, pos);
             let Some(colon) = line.iter().position(|&b| b == b':') else {
                 break;
             };
@@ -129,27 +147,33 @@ pub fn pem_decode(text: &[u8]) -> Option<PemBlock> {
                 String::from_utf8_lossy(line[..colon].trim_ascii()).into_owned(),
                 String::from_utf8_lossy(line[colon + 1..].trim_ascii()).into_owned(),
             ));
-            rest = next;
+            pos = next;
         }
+        // The body runs from `pos` to `body_end`; the END line's type starts at `trailer`.
         // Without headers the END line may follow at once; otherwise it starts a line.
-        let (body_end, trailer) = if headers.is_empty() && rest.starts_with(END) {
-            (0, &rest[END.len()..])
+        let (body_end, trailer) = if headers.is_empty() && text[pos..].starts_with(END) {
+            (pos, pos + END.len())
         } else {
-            match find(rest, b"\n-----END ") {
-                Some(i) => (i, &rest[i + 1 + END.len()..]),
+            match end_lines.at_or_after(pos) {
+                Some(i) => (i, i + 1 + END.len()),
                 None => continue,
             }
         };
-        let Some(after_label) = trailer
-            .strip_prefix(label)
-            .and_then(|t| t.strip_prefix(DASHES))
-        else {
-            continue;
-        };
-        if !go_line(after_label).0.is_empty() {
+        if !text[trailer..].starts_with(label) || !text[trailer + label.len()..].starts_with(DASHES)
+        {
             continue;
         }
-        let body: Vec<u8> = rest[..body_end]
+        let tail = match end_line_tail {
+            Some(tail) if tail.from == trailer => tail,
+            _ => *end_line_tail.insert(EndLineTail::new(text, trailer)),
+        };
+        if !tail.blank_from(trailer + label.len() + DASHES.len()) {
+            continue;
+        }
+        if bad_bytes.at_or_after(pos).is_some_and(|bad| bad < body_end) {
+            continue;
+        }
+        let body: Vec<u8> = text[pos..body_end]
             .iter()
             .copied()
             .filter(|b| !matches!(b, b' ' | b'\t'))
@@ -168,18 +192,94 @@ pub fn pem_decode(text: &[u8]) -> Option<PemBlock> {
     }
 }
 
-/// The first line of `data` without its line break and with trailing spaces, tabs and `\r`
-/// removed, and what follows the line break.
-fn go_line(data: &[u8]) -> (&[u8], &[u8]) {
-    let (line, rest) = match data.iter().position(|&b| b == b'\n') {
-        Some(i) => (&data[..i], &data[i + 1..]),
-        None => (data, &data[data.len()..]),
+/// A byte that may stand in a PEM body: a letter of standard base64, its padding, a space, a
+/// tab or a line break.
+fn is_base64_or_blank(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b' ' | b'\t' | b'\r' | b'\n')
+}
+
+/// The first position at or after a given one where something is found, for positions asked
+/// in increasing order: the last answer is reused while it still lies ahead, so that all the
+/// searches together read the text about once.
+struct NextMatch<F> {
+    search: F,
+    /// The last search: where it started and what it found.
+    last: Option<(usize, Option<usize>)>,
+}
+
+impl<F: FnMut(usize) -> Option<usize>> NextMatch<F> {
+    fn new(search: F) -> Self {
+        Self { search, last: None }
+    }
+
+    fn at_or_after(&mut self, at: usize) -> Option<usize> {
+        match self.last {
+            Some((from, None)) if from <= at => None,
+            Some((from, Some(found))) if from <= at && at <= found => Some(found),
+            _ => {
+                let found = (self.search)(at);
+                self.last = Some((at, found));
+                found
+            }
+        }
+    }
+}
+
+/// The line an END line's type starts, from that start (`from`) to its end as Go's reader
+/// ends it, and the last byte in it that is neither a space nor a tab.
+#[derive(Clone, Copy)]
+struct EndLineTail {
+    from: usize,
+    /// Where the line's `\n` is (the text's length if none).
+    newline: usize,
+    /// The last byte before `newline`, without a `\r` just before it, that is not blank.
+    last_non_blank: Option<usize>,
+}
+
+impl EndLineTail {
+    fn new(text: &[u8], from: usize) -> Self {
+        let newline = text[from..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(text.len(), |i| from + i);
+        let mut end = newline;
+        if newline < text.len() && newline > from && text[newline - 1] == b'\r' {
+            end -= 1;
+        }
+        let last_non_blank = text[from..end]
+            .iter()
+            .rposition(|b| !matches!(b, b' ' | b'\t'))
+            .map(|i| from + i);
+        Self {
+            from,
+            newline,
+            last_non_blank,
+        }
+    }
+
+    /// Whether the line holds nothing but blanks from `at` (which is at least `from`) on, as
+    /// Go's reader sees the line that starts at `at`.
+    fn blank_from(&self, at: usize) -> bool {
+        // A `\r` just before the line break is dropped only if the line from `at` is not empty.
+        at == self.newline || self.last_non_blank.is_none_or(|last| last < at)
+    }
+}
+
+/// The line of `text` that starts at `at`, as Go's PEM reader takes it: up to the next `\n`,
+/// without one `\r` just before that `\n`, and without trailing spaces and tabs; and where the
+/// next line starts.
+fn go_line(text: &[u8], at: usize) -> (&[u8], usize) {
+    let data = &text[at..];
+    let (line, next) = match data.iter().position(|&b| b == b'\n') {
+        Some(i) if i > 0 && data[i - 1] == b'\r' => (&data[..i - 1], at + i + 1),
+        Some(i) => (&data[..i], at + i + 1),
+        None => (data, text.len()),
     };
     let trimmed = line
         .iter()
-        .rposition(|b| !matches!(b, b' ' | b'\t' | b'\r'))
+        .rposition(|b| !matches!(b, b' ' | b'\t'))
         .map_or(&line[..0], |last| &line[..=last]);
-    (trimmed, rest)
+    (trimmed, next)
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
@@ -304,5 +404,71 @@ mod tests {
         // Debug shows no contents.
         let parsed = pem_decode(good.as_bytes()).unwrap();
         assert!(!format!("{parsed:?}").contains("[0, 1"), "{parsed:?}");
+    }
+
+    #[test]
+    fn pem_lines_end_as_go_ends_them() {
+        // One `\r` just before the line break is dropped, then trailing spaces and tabs; a
+        // `\r` anywhere else stays part of the line.
+        let expected = Some(("X".to_owned(), vec![0, 1, 2, 3, 4, 5]));
+        for good in [
+            format!("-----BEGIN X----- \t\r\n{CERT_BODY}\r\n-----END X-----\t \r\n"),
+            format!("-----BEGIN X-----\r\n{CERT_BODY}\r\n-----END X-----\r\nmore"),
+            format!("-----BEGIN X-----\n{CERT_BODY}\n-----END X-----  "),
+        ] {
+            assert_eq!(block(&good), expected, "{good:?}");
+        }
+        for bad in [
+            // A `\r` ending the text, or followed by a blank or another `\r`.
+            format!("-----BEGIN X-----\n{CERT_BODY}\n-----END X-----\r"),
+            format!("-----BEGIN X-----\n{CERT_BODY}\n-----END X-----\r \n"),
+            format!("-----BEGIN X-----\n{CERT_BODY}\n-----END X-----\r\r\n"),
+            format!("-----BEGIN X-----\r \n{CERT_BODY}\n-----END X-----\n"),
+            format!("-----BEGIN X-----\r\r\n{CERT_BODY}\n-----END X-----\n"),
+        ] {
+            assert_eq!(block(&bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn pem_search_is_linear() {
+        // Many candidates that fail late, each of which a plain search reads to the end of the
+        // text (a few minutes for these 512 KiB); manifests can hold values of several MiB.
+        const SIZE: usize = 512 * 1024;
+        let begin = "-----BEGIN X-----\n";
+        let begins = begin.repeat(SIZE / begin.len());
+        let with_header = "-----BEGIN X-----\na: b\n".repeat(SIZE / 22);
+        let inputs = [
+            // No END line at all.
+            begins.clone(),
+            with_header.clone(),
+            // One END line shared by every candidate, with the type of all of them.
+            format!("{begins}-----END X-----\n"),
+            format!("{with_header}\n-----END X-----\n"),
+            // ... and a long rest of its line.
+            format!("{begins}-----END X-----{}x\n", " ".repeat(SIZE)),
+            // ... of another type.
+            format!("{begins}-----END Y-----\n"),
+            // Every body has bytes base64 refuses.
+            format!(
+                "{}-----END X-----\n",
+                "-----BEGIN X-----\n*\n".repeat(SIZE / 20)
+            ),
+        ];
+        for input in inputs {
+            let started = std::time::Instant::now();
+            let _ = pem_decode(input.as_bytes());
+            let took = started.elapsed();
+            assert!(
+                took < std::time::Duration::from_secs(5),
+                "{} bytes took {took:?}",
+                input.len()
+            );
+        }
+        // The last candidate of such a text is still found.
+        assert_eq!(
+            block(&format!("{begins}-----END X-----\n")),
+            Some(("X".to_owned(), Vec::new()))
+        );
     }
 }
