@@ -152,8 +152,10 @@ pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiErro
     Ok(Bytes::from(collected))
 }
 
-/// How much of a body over its limit is read and dropped before the `413` ([`read_body`]).
-pub(crate) const DRAIN_LIMIT: usize = quarry_common::limits::MAX_BODY_BYTES;
+/// How much of a body over its limit is read and dropped before the `413` ([`read_body`]):
+/// twice the largest limit, so that a body somewhat over any limit is answered cleanly. Dropped
+/// data takes no memory, and the body deadline bounds the time.
+pub(crate) const DRAIN_LIMIT: usize = 2 * quarry_common::limits::MAX_BODY_BYTES;
 
 fn too_large(limit: usize) -> ApiError {
     ApiError::Fail {
