@@ -391,6 +391,27 @@ pub struct RecoveryData {
 }
 
 impl RecoveryData {
+    /// The recovery data of a sharing in `mode` among `keys` (name → PEM public key), with the
+    /// SHA-256 of each plain share.
+    pub fn new(
+        mode: quarry_pki::recovery::RecoveryMode,
+        share_hashes: &[[u8; 32]],
+        keys: BTreeMap<String, String>,
+    ) -> Self {
+        use quarry_pki::recovery::RecoveryMode;
+        let (name, threshold) = match mode {
+            RecoveryMode::SingleParty => ("single", 1),
+            RecoveryMode::Xor => ("xor", keys.len()),
+            RecoveryMode::Shamir { threshold } => ("shamir", threshold),
+        };
+        Self {
+            mode: name.to_owned(),
+            threshold,
+            shares: share_hashes.iter().map(hex::encode).collect(),
+            keys,
+        }
+    }
+
     /// The JSON bytes.
     pub fn to_bytes(&self) -> Vec<u8> {
         // Serialising strings, numbers and maps cannot fail.

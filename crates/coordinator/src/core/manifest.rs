@@ -99,21 +99,8 @@ impl Core {
             data_key.as_bytes(),
             &SystemRandom,
         )?;
-        let recovery_data = RecoveryData {
-            mode: match mode {
-                RecoveryMode::SingleParty => "single",
-                RecoveryMode::Xor => "xor",
-                RecoveryMode::Shamir { .. } => "shamir",
-            }
-            .to_owned(),
-            threshold: match mode {
-                RecoveryMode::SingleParty => 1,
-                RecoveryMode::Xor => recovery_keys.len(),
-                RecoveryMode::Shamir { threshold } => threshold,
-            },
-            shares: material.share_hashes.iter().map(hex::encode).collect(),
-            keys: manifest.recovery_keys.clone(),
-        };
+        let recovery_data =
+            RecoveryData::new(mode, &material.share_hashes, manifest.recovery_keys.clone());
 
         if recovering {
             let moved = self.store().discard_with_key(now, data_key)?;

@@ -773,21 +773,7 @@ impl Core {
                 data_key.as_bytes(),
                 &SystemRandom,
             )?;
-            let data = RecoveryData {
-                mode: match mode {
-                    RecoveryMode::SingleParty => "single",
-                    RecoveryMode::Xor => "xor",
-                    RecoveryMode::Shamir { .. } => "shamir",
-                }
-                .to_owned(),
-                threshold: match mode {
-                    RecoveryMode::SingleParty => 1,
-                    RecoveryMode::Xor => recovery_keys.len(),
-                    RecoveryMode::Shamir { threshold } => threshold,
-                },
-                shares: material.share_hashes.iter().map(hex::encode).collect(),
-                keys: new.recovery_keys.clone(),
-            };
+            let data = RecoveryData::new(mode, &material.share_hashes, new.recovery_keys.clone());
             tx.set_recovery_data(data.to_bytes());
             tx.set_seal_mode(store_seal_mode(new.config.seal_mode()));
             self.recovery_session().reset_all();
