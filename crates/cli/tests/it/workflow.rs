@@ -226,24 +226,9 @@ fn operator_workflow_with_the_cli_alone() {
     run(dir, &c, &["manifest", "verify", m]).code(0);
 }
 
-fn multi_party_manifest(alice: &str, bob: &str, security_version: u64) -> Vec<u8> {
-    let m = json!({
-        "Packages": {"backend": {"SignerID": "1111111111111111111111111111111111111111111111111111111111111111", "ProductID": 3, "SecurityVersion": security_version}},
-        "Marbles": {"web": {"Package": "backend"}},
-        "Users": {
-            "alice": {"Certificate": alice, "Roles": ["updater"]},
-            "bob": {"Certificate": bob, "Roles": ["updater"]}
-        },
-        "Roles": {"updater": {"ResourceType": "Manifest", "Actions": ["UpdateManifest"]}}
-    });
-    serde_json::to_vec(&m).unwrap()
-}
-
-#[test]
-fn multi_party_update_apply_acknowledge_get_and_cancel() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
-    let c = start(&dir.join("coordinator"));
+/// Self-signed users `alice` and `bob`, written to `dir`: their PEM certificates and, for each,
+/// the `--cert`/`--key` arguments that authenticate as them.
+fn two_users(dir: &Path) -> (Vec<String>, Vec<[String; 4]>) {
     let mut auth = Vec::new();
     let mut pems = Vec::new();
     for name in ["alice", "bob"] {
@@ -262,6 +247,28 @@ fn multi_party_update_apply_acknowledge_get_and_cancel() {
             key.display().to_string(),
         ]);
     }
+    (pems, auth)
+}
+
+fn multi_party_manifest(alice: &str, bob: &str, security_version: u64) -> Vec<u8> {
+    let m = json!({
+        "Packages": {"backend": {"SignerID": "1111111111111111111111111111111111111111111111111111111111111111", "ProductID": 3, "SecurityVersion": security_version}},
+        "Marbles": {"web": {"Package": "backend"}},
+        "Users": {
+            "alice": {"Certificate": alice, "Roles": ["updater"]},
+            "bob": {"Certificate": bob, "Roles": ["updater"]}
+        },
+        "Roles": {"updater": {"ResourceType": "Manifest", "Actions": ["UpdateManifest"]}}
+    });
+    serde_json::to_vec(&m).unwrap()
+}
+
+#[test]
+fn multi_party_update_apply_acknowledge_get_and_cancel() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let c = start(&dir.join("coordinator"));
+    let (pems, auth) = two_users(dir);
     let as_user = |i: usize| -> Vec<&str> { auth[i].iter().map(String::as_str).collect() };
     let v1 = file(dir, "v1.json", multi_party_manifest(&pems[0], &pems[1], 1));
     let v2 = file(dir, "v2.json", multi_party_manifest(&pems[0], &pems[1], 2));
@@ -349,24 +356,7 @@ fn recovery_secrets_issued_by_an_update_are_saved_or_printed_never_dropped() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let c = start(&dir.join("coordinator"));
-    let mut auth = Vec::new();
-    let mut pems = Vec::new();
-    for name in ["alice", "bob"] {
-        let user = rcgen::generate_simple_self_signed(vec![name.into()]).unwrap();
-        let cert = file(dir, &format!("{name}.crt"), user.cert.pem());
-        let key = file(
-            dir,
-            &format!("{name}.key"),
-            user.signing_key.serialize_pem(),
-        );
-        pems.push(user.cert.pem());
-        auth.push([
-            "--cert".to_owned(),
-            cert.display().to_string(),
-            "--key".to_owned(),
-            key.display().to_string(),
-        ]);
-    }
+    let (pems, auth) = two_users(dir);
     let as_user = |i: usize| -> Vec<&str> { auth[i].iter().map(String::as_str).collect() };
     let keys: Vec<String> = (0..4)
         .map(|i| rsa_key(dir, &format!("recovery-{i}")).1)
@@ -731,20 +721,9 @@ fn recovery_secrets_of_a_write_in_doubt_are_saved_or_printed_never_dropped() {
     let keys: Vec<String> = (0..2)
         .map(|i| rsa_key(tmp.path(), &format!("recovery-{i}")).1)
         .collect();
-    let user = rcgen::generate_simple_self_signed(vec!["alice".into()]).unwrap();
-    let pem = user.cert.pem();
-    let bob = rcgen::generate_simple_self_signed(vec!["bob".into()])
-        .unwrap()
-        .cert
-        .pem();
-    let cert = file(tmp.path(), "alice.crt", &pem);
-    let key = file(tmp.path(), "alice.key", user.signing_key.serialize_pem());
-    let auth = [
-        "--cert",
-        cert.to_str().unwrap(),
-        "--key",
-        key.to_str().unwrap(),
-    ];
+    let (pems, users) = two_users(tmp.path());
+    let (pem, bob) = (&pems[0], &pems[1]);
+    let auth: Vec<&str> = users[0].iter().map(String::as_str).collect();
 
     // The first manifest, with -r: the secrets are saved and the error says where.
     let dir = &tmp.path().join("first");
@@ -752,7 +731,7 @@ fn recovery_secrets_of_a_write_in_doubt_are_saved_or_printed_never_dropped() {
     let v1 = file(
         dir,
         "v1.json",
-        recovery_manifest(&pem, &bob, &[("k0", &keys[0])], 1),
+        recovery_manifest(pem, bob, &[("k0", &keys[0])], 1),
     );
     make_next_commit_in_doubt(&c);
     let saved = dir.join("recovery.json");
@@ -778,7 +757,7 @@ fn recovery_secrets_of_a_write_in_doubt_are_saved_or_printed_never_dropped() {
     let v2 = file(
         dir,
         "v2.json",
-        recovery_manifest(&pem, &bob, &[("k1", &keys[1])], 1),
+        recovery_manifest(pem, bob, &[("k1", &keys[1])], 1),
     );
     make_next_commit_in_doubt(&c);
     let apply = run_with(
